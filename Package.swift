@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+// swift-qlora: QLoRA fine-tuning on CPUs with a hard RAM budget.
+// Dependencies flow one way: C shims -> Kernels -> Quant -> IO -> Convert -> commands.
+import PackageDescription
+
+let package = Package(
+    name: "swift-qlora",
+    products: [
+        .executable(name: "quantize", targets: ["quantize"]),
+        .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenBLAS is loaded at run time (dlopen) so that we can pick its kernels before it
+        // initialises; linking it would let Debian's build choose slow generic kernels.
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .target(name: "QLoRAKernels", dependencies: ["COpenBLAS"]),
+        .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels"], exclude: ["FORMAT.md"]),
+        .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
+        .target(name: "QLoRAConvert", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels"]),
+        .executableTarget(
+            name: "quantize",
+            dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(name: "_TestSupport", dependencies: ["QLoRAIO"], path: "Tests/_TestSupport"),
+        .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "_TestSupport"]),
+        .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
+        .testTarget(
+            name: "QLoRAConvertTests",
+            dependencies: ["QLoRAConvert", "quantize", "QLoRAQuant", "QLoRAIO", "_TestSupport"]
+        ),
+    ]
+)

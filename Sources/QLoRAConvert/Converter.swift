@@ -1,0 +1,2 @@
+import QLoRAQuant
+import QLoRAIO

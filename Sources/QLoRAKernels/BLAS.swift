@@ -1,0 +1,53 @@
+// OpenBLAS sgemm with the kernels chosen for this CPU (see COpenBLAS.h for how they are chosen).
+// Loading is lazy and happens once; nothing here allocates.
+import COpenBLAS
+
+/// Row-major single-precision matrix products through OpenBLAS.
+public enum BLAS {
+    /// Loads OpenBLAS on first use and uses every core; a missing library is a clear error.
+    public static func load() throws(BLASError) {
+        var message = [CChar](repeating: 0, count: 512)
+        if qlora_blas_load(&message, message.count) != 0 {
+            throw BLASError.unavailable(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+
+    /// `C = alpha * A op(B) + beta * C`, all row-major. `A` is (M, K); `B` is (N, K) when
+    /// `transposeB` else (K, N); `C` is (M, N). Overwrites `C` when `beta == 0`, accumulates otherwise.
+    /// - Precondition: `load()` succeeded; `C` does not alias `A` or `B`.
+    public static func sgemm(
+        _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        m: Int, n: Int, k: Int, transposeB: Bool, alpha: Float = 1, beta: Float = 0
+    ) {
+        precondition(m > 0 && n > 0 && k > 0 && m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max))
+        qlora_sgemm(
+            Int32(QLORA_CBLAS_ROW_MAJOR), Int32(QLORA_CBLAS_NO_TRANS),
+            Int32(transposeB ? QLORA_CBLAS_TRANS : QLORA_CBLAS_NO_TRANS),
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(transposeB ? k : n), beta, c, Int32(n))
+    }
+
+    /// A line for verbose output: kernel family, where the choice came from, threads, build.
+    public static func describe() -> String {
+        do { try load() } catch { return "OpenBLAS: \(error)" }
+        return "OpenBLAS kernels \(String(cString: qlora_blas_core_name())) (chosen by \(String(cString: qlora_blas_core_source()))), "
+            + "\(qlora_blas_get_threads()) threads, build: \(String(cString: qlora_blas_config()))"
+    }
+
+    /// The kernel family OpenBLAS runs, e.g. "SkylakeX".
+    public static func coreName() throws(BLASError) -> String {
+        try load()
+        return String(cString: qlora_blas_core_name())
+    }
+
+    public static func setThreads(_ threads: Int) throws(BLASError) {
+        try load()
+        qlora_blas_set_threads(Int32(threads))
+    }
+}
+
+public enum BLASError: Error, CustomStringConvertible {
+    case unavailable(String)
+    public var description: String {
+        switch self { case .unavailable(let message): return message }
+    }
+}

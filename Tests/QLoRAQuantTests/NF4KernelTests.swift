@@ -1,0 +1,75 @@
+// The SIMD NF4 kernels against their scalar twins over awkward sizes, and the quantization error
+// of NF4 on normal data against bitsandbytes' own published bound.
+import Testing
+import QLoRAQuant
+import _TestSupport
+
+struct NF4KernelTests {
+    static let tailSizes = [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 191, 1000, 4099]
+
+    static func normals(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            // Box-Muller on two uniforms in (0, 1].
+            let u1 = Double(rng.next() >> 11 + 1) * 0x1p-53, u2 = Double(rng.next() >> 11) * 0x1p-53
+            return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)) * scale
+        }
+    }
+
+    @Test(arguments: tailSizes, [64, 128])
+    func simdQuantizeEqualsReference(count: Int, blockSize: Int) {
+        let input = Self.normals(count, seed: UInt64(count * 31 + blockSize))
+        let blocks = (count + blockSize - 1) / blockSize
+        var packed = [UInt8](repeating: 0xAA, count: (count + 1) / 2), absmax = [Float](repeating: -1, count: blocks)
+        var refPacked = packed, refAbsmax = absmax
+        #expect(nf4Quantize(&packed, &absmax, input, count: count, blockSize: blockSize))
+        #expect(Reference.nf4Quantize(&refPacked, &refAbsmax, input, count: count, blockSize: blockSize))
+        let bytes = compareBytes(packed, refPacked)
+        #expect(bytes.passed, "\(bytes)")
+        #expect(compare(absmax, refAbsmax, rtol: 0, atol: 0).passed)
+
+        var out = [Float](repeating: .nan, count: count), refOut = out
+        nf4Dequantize(&out, packed, absmax, count: count, blockSize: blockSize)
+        Reference.nf4Dequantize(&refOut, packed, absmax, count: count, blockSize: blockSize)
+        let values = compare(out, refOut, rtol: 0, atol: 0)
+        #expect(values.passed, "\(values)")
+    }
+
+    @Test func nonFiniteInputIsReported() {
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 63, 64, 100] {
+                var input = Self.normals(130, seed: 5)
+                input[position] = bad
+                var packed = [UInt8](repeating: 0, count: 65), absmax = [Float](repeating: 0, count: 3)
+                #expect(!nf4Quantize(&packed, &absmax, input, count: 130, blockSize: 64), "\(bad) at \(position)")
+            }
+        }
+    }
+
+    /// bitsandbytes tests/test_functional.py: NF4 on randn(1024, 1024), blocksize 64, has mean
+    /// absolute error 0.072792 with std 0.000074 over seeds; allow 7 std above.
+    @Test func meanAbsoluteErrorOnNormalDataIsWithinBitsandbytesBound() {
+        let count = 1024 * 1024
+        let input = Self.normals(count, seed: 42)
+        var quantizer = NF4TensorQuantizer(shape: [1024, 1024])
+        _ = input.withUnsafeBufferPointer { quantizer.quantize($0.baseAddress!, count: count) }
+        let state = quantizer.finish(dtype: .float32)
+        var out = [Float](repeating: 0, count: count)
+        nf4Dequantize(&out, quantizer.packed, state.blockScales(), count: count, blockSize: 64)
+        var errorSum = 0.0
+        for i in 0..<count { errorSum += Double(abs(out[i] - input[i])) }
+        let meanError = errorSum / Double(count)
+        let bound = 0.072792 + 7 * 0.000074
+        #expect(meanError < bound, "mean |error| \(meanError) vs bound \(bound)")
+        #expect(meanError > 0.05, "error suspiciously small: \(meanError)")
+    }
+
+    @Test func formatConstantsArePinned() {
+        #expect(NF4.code.count == 16 && NF4.code[7] == 0 && NF4.code[0] == -1 && NF4.code[15] == 1)
+        #expect(NF4.boundaries.count == 15)
+        #expect(DynamicMap.signed.count == 256)
+        #expect(MemoryLayout<SIMD2<Float>>.size == 8)
+    }
+}
+
+import Foundation
