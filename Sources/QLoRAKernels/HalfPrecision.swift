@@ -1,5 +1,6 @@
 // Float16 / BFloat16 <-> Float32 conversions with PyTorch's rounding (round to nearest even),
-// as raw-pointer kernels and scalar helpers. No allocation.
+// as raw-pointer kernels and scalar helpers. No allocation. Bulk float16 loops run in C (F16C).
+import CQLoRAKernels
 
 /// IEEE half bits to Float32; exact for every input, subnormals, infinities and NaN included.
 @inlinable @inline(__always)
@@ -14,10 +15,23 @@ public func float16BitsToFloat(_ h: UInt16) -> Float {
     return Float(bitPattern: sign | magnitude.bitPattern)
 }
 
-/// Float32 to IEEE half bits, rounding to nearest even (as `torch.Tensor.half()`).
+/// Float32 to IEEE half bits, rounding to nearest even (as `torch.Tensor.half()`); overflow gives
+/// infinity, NaN a quiet NaN. Bit arithmetic: `Float16(x)` is a library call on this target.
 @inlinable @inline(__always)
 public func floatToFloat16Bits(_ x: Float) -> UInt16 {
-    Float16(x).bitPattern
+    let bits = x.bitPattern
+    let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
+    let magnitude = bits & 0x7FFF_FFFF
+    if magnitude > 0x7F80_0000 { return sign | 0x7E00 }  // NaN
+    if magnitude >= 0x477F_F000 { return sign | 0x7C00 }  // >= 65520 rounds to infinity (ties to even)
+    if magnitude < 0x3880_0000 {  // below the smallest normal half: subnormal or zero
+        // Adding 0.5 makes the FPU round the mantissa to the half-subnormal grid (nearest even).
+        let shifted = Float(bitPattern: magnitude) + 0.5
+        return sign | UInt16(truncatingIfNeeded: shifted.bitPattern &- 0x3F00_0000)
+    }
+    let odd = (magnitude >> 13) & 1
+    let rounded = magnitude &+ 0xC800_0FFF &+ odd  // rebias exponent by -112, add rounding bias
+    return sign | UInt16(truncatingIfNeeded: rounded >> 13)
 }
 
 /// BFloat16 bits to Float32 (exact).
@@ -47,7 +61,11 @@ public enum FloatEncoding: String, Sendable, CaseIterable {
         case .float32:
             UnsafeMutableRawPointer(out).copyMemory(from: source, byteCount: 4 * count)
         case .float16:
-            for i in 0..<count { out[i] = float16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
+            if Int(bitPattern: source) % 2 == 0 {
+                qlora_float16_to_float(out, source.assumingMemoryBound(to: UInt16.self), count)
+            } else {
+                for i in 0..<count { out[i] = float16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
+            }
         case .bfloat16:
             for i in 0..<count { out[i] = bfloat16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
         }
@@ -59,7 +77,11 @@ public enum FloatEncoding: String, Sendable, CaseIterable {
         case .float32:
             destination.copyMemory(from: values, byteCount: 4 * count)
         case .float16:
-            for i in 0..<count { destination.storeBytes(of: floatToFloat16Bits(values[i]), toByteOffset: 2 &* i, as: UInt16.self) }
+            if Int(bitPattern: destination) % 2 == 0 {
+                qlora_float_to_float16(destination.assumingMemoryBound(to: UInt16.self), values, count)
+            } else {
+                for i in 0..<count { destination.storeBytes(of: floatToFloat16Bits(values[i]), toByteOffset: 2 &* i, as: UInt16.self) }
+            }
         case .bfloat16:
             for i in 0..<count { destination.storeBytes(of: floatToBFloat16Bits(values[i]), toByteOffset: 2 &* i, as: UInt16.self) }
         }
@@ -69,7 +91,7 @@ public enum FloatEncoding: String, Sendable, CaseIterable {
     public func round(_ values: UnsafeMutablePointer<Float>, count: Int) {
         switch self {
         case .float32: return
-        case .float16: for i in 0..<count { values[i] = float16BitsToFloat(floatToFloat16Bits(values[i])) }
+        case .float16: qlora_round_to_float16(values, count)
         case .bfloat16: for i in 0..<count { values[i] = bfloat16BitsToFloat(floatToBFloat16Bits(values[i])) }
         }
     }

@@ -25,3 +25,4 @@ public enum NF4 {
     /// Smallest absmax used as a divisor (bnb clamps to 1e-38 before taking the reciprocal).
     public static let minimumAbsmax: Float = 1e-38
 }
+

@@ -1,7 +1,8 @@
 // Blockwise NF4 quantize / dequantize kernels on raw pointers, bit-exact with bitsandbytes 0.50.2
 // (`backends/default/ops.py` quantize_4bit, `cpu_ops.cpp` dequantizeBlockwise4bitCpu).
-// Each has a scalar twin in `Reference`; the fast path is the SIMD one. Double quantization of
-// the absmax values lives in DoubleQuant.swift.
+// Each has a scalar twin in `Reference`; the fast loops are C (CQLoRAKernels, vectorized by
+// clang). Double quantization of the absmax values lives in DoubleQuant.swift.
+import CQLoRAKernels
 
 /// Quantizes `count` values to NF4: one absmax per `blockSize` run, two codes per byte.
 ///
@@ -14,38 +15,15 @@
 ///   - absmax: `ceil(count / blockSize)` floats, overwritten.
 ///   - input: `count` floats (a whole tensor, or a chunk that starts on a block boundary).
 /// - Returns: false when `input` holds a NaN or an infinity (outputs are then unspecified).
-/// - Precondition: `blockSize` is a positive multiple of 16.
+/// - Precondition: `blockSize` is positive and even.
 @discardableResult
 public func nf4Quantize(
     _ packed: UnsafeMutablePointer<UInt8>, _ absmax: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
     count: Int, blockSize: Int
 ) -> Bool {
-    precondition(blockSize > 0 && blockSize % 16 == 0 && count >= 0)
+    precondition(blockSize > 0 && blockSize % 2 == 0 && blockSize <= 4096 && count >= 0)
     let fullBlocks = count / blockSize
-    let boundaries = NF4Boundaries()
-    var finite = true
-    for block in 0..<fullBlocks {
-        let x = input + block &* blockSize
-        var maxAbs = SIMD16<Float>(repeating: 0)
-        var poison = SIMD16<Float>(repeating: 0)  // stays 0 unless a NaN or infinity passes: v * 0 is then NaN
-        for i in stride(from: 0, to: blockSize, by: 16) {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-            maxAbs = pointwiseMax(maxAbs, pointwiseMax(v, -v))
-            poison += v * 0
-        }
-        let blockMax = maxAbs.max()
-        if poison.sum() != 0 || poison.sum().isNaN { finite = false }
-        absmax[block] = blockMax
-        let scale = SIMD16<Float>(repeating: 1 / max(blockMax, NF4.minimumAbsmax))
-        let out = packed + (block &* blockSize) / 2
-        for i in stride(from: 0, to: blockSize, by: 16) {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-            let s = (v * scale).clamped(lowerBound: SIMD16(repeating: -1), upperBound: SIMD16(repeating: 1))
-            let codes = boundaries.codes(s)
-            let bytes = (codes.evenHalf &<< 4) | codes.oddHalf
-            UnsafeMutableRawPointer(out + i / 2).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: bytes), as: SIMD8<UInt8>.self)
-        }
-    }
+    var finite = qlora_nf4_quantize_blocks(packed, absmax, input, fullBlocks, blockSize) == 0
     let tail = count - fullBlocks * blockSize
     if tail > 0 {
         finite = Reference.quantizeTailBlock(packed, absmax + fullBlocks, input + fullBlocks * blockSize, count: tail,
@@ -61,44 +39,7 @@ public func nf4Dequantize(
     count: Int, blockSize: Int
 ) {
     precondition(blockSize > 0 && blockSize % 2 == 0 && count >= 0)
-    NF4PairTable.shared.withUnsafeBufferPointer { pairs in
-        let table = pairs.baseAddress!
-        let blocks = (count + blockSize - 1) / blockSize
-        for block in 0..<blocks {
-            let start = block &* blockSize
-            let end = min(count, start &+ blockSize)
-            let scale = SIMD2<Float>(repeating: absmax[block])
-            var i = start
-            while i &+ 1 < end {
-                let pair = table[Int(packed[i >> 1])] * scale
-                UnsafeMutableRawPointer(out + i).storeBytes(of: pair, as: SIMD2<Float>.self)
-                i &+= 2
-            }
-            if i < end { out[i] = NF4.code[Int(packed[i >> 1] >> 4)] * absmax[block] }
-        }
-    }
-}
-
-/// The 15 NF4 bucket boundaries broadcast for SIMD compares.
-@usableFromInline
-struct NF4Boundaries {
-    let b: [SIMD16<Float>] = NF4.boundaries.map { SIMD16(repeating: $0) }
-
-    /// Per lane, the number of boundaries strictly below `s` (torch.bucketize, right=False).
-    @inline(__always)
-    func codes(_ s: SIMD16<Float>) -> SIMD16<Int32> {
-        var codes = SIMD16<Int32>(repeating: 0)
-        let one = SIMD16<Int32>(repeating: 1)
-        for boundary in b {
-            codes &+= one.replacing(with: 0, where: s .<= boundary)
-        }
-        return codes
-    }
-}
-
-/// For each byte value, the (high, low) NF4 codes as a float pair: dequantizes two elements at once.
-enum NF4PairTable {
-    static let shared: [SIMD2<Float>] = (0..<256).map { SIMD2(NF4.code[$0 >> 4], NF4.code[$0 & 15]) }
+    NF4.code.withUnsafeBufferPointer { qlora_nf4_dequantize(out, packed, absmax, $0.baseAddress!, count, blockSize) }
 }
 
 /// Scalar twins of the kernels, written for clarity; tests check the fast paths against them.
@@ -148,8 +89,7 @@ public enum Reference {
     }
 
     /// The NF4 code of a value already divided by its absmax: clamp to [-1, 1], then count the
-    /// boundaries strictly below it.
-    @inline(__always)
+    /// boundaries strictly below it (a loop over the table, unlike the unrolled `nf4Bucket`).
     static func nf4Code(scaled: Float) -> UInt8 {
         let s = min(max(scaled, -1), 1)
         var code: UInt8 = 0

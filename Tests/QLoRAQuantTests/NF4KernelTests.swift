@@ -35,6 +35,20 @@ struct NF4KernelTests {
         #expect(values.passed, "\(values)")
     }
 
+    /// Values on and one ulp around every bucket boundary: the C kernel's literal boundaries must
+    /// be `NF4.boundaries` exactly, ties going to the lower code.
+    @Test func boundaryValuesMatchReference() {
+        var input: [Float] = [1]
+        for boundary in NF4.boundaries { input += [boundary, boundary.nextUp, boundary.nextDown] }
+        input += [Float](repeating: 0, count: 64 - input.count % 64)
+        var packed = [UInt8](repeating: 0, count: input.count / 2), absmax = [Float](repeating: 0, count: input.count / 64)
+        var refPacked = packed, refAbsmax = absmax
+        nf4Quantize(&packed, &absmax, input, count: input.count, blockSize: 64)
+        Reference.nf4Quantize(&refPacked, &refAbsmax, input, count: input.count, blockSize: 64)
+        let bytes = compareBytes(packed, refPacked)
+        #expect(bytes.passed, "\(bytes)")
+    }
+
     @Test func nonFiniteInputIsReported() {
         for bad in [Float.nan, .infinity, -.infinity] {
             for position in [0, 63, 64, 100] {

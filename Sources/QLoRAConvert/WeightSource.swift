@@ -1,0 +1,41 @@
+// Where a conversion reads weights from: a Hugging Face checkpoint, a GGUF file or seeded random
+// values. Every source yields tensors under Hugging Face names, in HF orientation, as Float32 rows.
+import QLoRAKernels
+
+/// A tensor a source can produce, under its Hugging Face name.
+public struct SourceTensor: Sendable {
+    public let name: String
+    /// HF shape, e.g. [out, in] for a linear weight.
+    public let shape: [Int]
+    /// Bytes this tensor occupies in the source (for the summary).
+    public let sourceBytes: Int
+
+    public init(name: String, shape: [Int], sourceBytes: Int) {
+        self.name = name
+        self.shape = shape
+        self.sourceBytes = sourceBytes
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    /// Length of the last dimension: one "row".
+    public var rowLength: Int { shape.last ?? 1 }
+    public var rowCount: Int { elementCount / rowLength }
+}
+
+/// A model to convert. Reads must be safe to call for any row range of a listed tensor.
+public protocol WeightSource: AnyObject {
+    /// Human-readable origin, e.g. the file path.
+    var origin: String { get }
+    /// The Hugging Face `config.json` content for the output.
+    var config: [String: Any] { get }
+    /// The dtype the weights are stored in on output and recorded as the quantized tensors' dtype.
+    var outputEncoding: FloatEncoding { get }
+    var tensors: [SourceTensor] { get }
+    /// Writes rows `rows` of `tensor` (rows.count * rowLength values) into `out` as Float32,
+    /// already rounded to `outputEncoding`.
+    func read(_ tensor: SourceTensor, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) throws
+    /// Called once a tensor is fully converted, so a memory-mapped source can drop its pages.
+    func release(_ tensor: SourceTensor)
+    /// Tokenizer and generation files to copy into the output: file name -> bytes.
+    func auxiliaryFiles() throws -> [(name: String, bytes: [UInt8])]
+}

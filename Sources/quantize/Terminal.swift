@@ -1,0 +1,99 @@
+// Terminal output of `quantize`: the progress bar, the closing summary, and removal of the partial
+// output directory when the run is interrupted.
+import Dispatch
+import Foundation
+import QLoRAConvert
+
+/// A one-line progress bar on a terminal (stderr), or a plain line every 10% otherwise.
+final class ProgressBar {
+    private let isTerminal = isatty(STDERR_FILENO) != 0
+    private let start = DispatchTime.now()
+    private var lastDraw: UInt64 = 0
+    private var lastTenth = -1
+    private var drawn = false
+
+    func update(_ progress: ConvertProgress) {
+        let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let eta = fraction > 0.01 ? elapsed / fraction - elapsed : 0
+        let label = "[\(progress.tensorIndex + 1)/\(progress.tensorCount)] \(progress.tensor)"
+        if isTerminal {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now - lastDraw > 100_000_000 || progress.elementsDone == progress.elementsTotal else { return }
+            lastDraw = now
+            let width = 30, filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let line = String(format: "\r[%@] %5.1f%% %@ ETA %@  %@", bar, fraction * 100, formatSeconds(elapsed), formatSeconds(eta), label)
+            FileHandle.standardError.write(Data((line.padding(toLength: 130, withPad: " ", startingAt: 0)).utf8))
+            drawn = true
+        } else {
+            let tenth = Int(fraction * 10)
+            guard tenth > lastTenth else { return }
+            lastTenth = tenth
+            FileHandle.standardError.write(Data(String(format: "%3d%% after %@, ETA %@: %@\n", tenth * 10, formatSeconds(elapsed), formatSeconds(eta), label).utf8))
+        }
+    }
+
+    func finish() {
+        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
+    }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes), unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return String(format: unit == 0 ? "%.0f %@" : "%.2f %@", value, units[unit])
+}
+
+extension ConversionSummary {
+    /// The closing summary: what was converted, sizes, bits per parameter, errors, time.
+    func report(source: String, output: String) -> String {
+        var lines = ["Converted \(source)", "       -> \(output)"]
+        lines.append("tensors: \(quantizedTensors) quantized to NF4 (double-quant), \(keptTensors) kept in \(outputEncoding.rawValue); \(shards) shard(s)")
+        let bytesInText = bytesIn > 0 ? formatBytes(bytesIn) : "(generated)"
+        lines.append("bytes:   in \(bytesInText), out \(formatBytes(bytesOut)) on disk")
+        lines.append(String(format: "params:  %.3f B total, %.3f B quantized; %.3f bits/param quantized, %.3f bits/param overall",
+                            Double(parameters) / 1e9, Double(quantizedParameters) / 1e9, quantizedBitsPerParameter, bitsPerParameter))
+        lines.append("quantization error |w - dequant(w)| by projection (in \(outputEncoding.rawValue), as a loader sees it):")
+        for kind in errors.keys.sorted() {
+            let stats = errors[kind]!
+            lines.append(String(format: "  %-10@ %4d tensors  mean %.3e  max %.3e", kind as NSString, stats.tensors, stats.meanAbsError, Double(stats.maxAbsError)))
+        }
+        let rate = Double(parameters) / max(seconds, 1e-9) / 1e6
+        lines.append(String(format: "time:    %@ (%.1f M params/s)", formatSeconds(seconds), rate))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Removes the conversion's partial directory on Ctrl-C or SIGTERM, then exits with 128 + signal.
+final class PartialOutputCleanup {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(path: String) {
+        for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                try? FileManager.default.removeItem(atPath: path)
+                FileHandle.standardError.write(Data("\nquantize: interrupted; removed partial output \(path)\n".utf8))
+                exit(128 + signalNumber)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func disarm() {
+        for source in sources { source.cancel() }
+    }
+}
