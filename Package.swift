@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // swift-qlora: QLoRA fine-tuning on CPUs with a hard RAM budget.
-// Dependencies flow one way: C shims -> Kernels -> Quant -> IO -> Convert -> commands.
+// Dependencies flow one way: C shims -> Kernels -> IO -> Quant -> Convert -> commands.
 import PackageDescription
 
 let package = Package(
@@ -20,7 +20,7 @@ let package = Package(
         // Hot loops clang vectorizes and Swift did not (see CQLoRAKernels.h).
         .target(name: "CQLoRAKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "QLoRAKernels", dependencies: ["COpenBLAS", "CQLoRAKernels"]),
-        .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels", "CQLoRAKernels"], exclude: ["FORMAT.md"]),
+        .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels", "CQLoRAKernels", "QLoRAIO"], exclude: ["FORMAT.md"]),
         .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
         .target(name: "QLoRAConvert", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         .executableTarget(

@@ -217,8 +217,10 @@ public enum Converter {
     }
 
     /// The source config with the dtype and a complete bitsandbytes `quantization_config`.
-    static func outputConfig(_ config: [String: Any], encoding: FloatEncoding) throws -> [UInt8] {
+    static func outputConfig(_ config: [String: Any], encoding: FloatEncoding) -> [UInt8] {
         var config = config
+        // transformers 5 reads "dtype", earlier versions "torch_dtype".
+        config["dtype"] = encoding.rawValue
         config["torch_dtype"] = encoding.rawValue
         config["quantization_config"] = [
             "quant_method": "bitsandbytes", "load_in_4bit": true, "load_in_8bit": false,
@@ -227,8 +229,7 @@ public enum Converter {
             "llm_int8_threshold": 6.0, "llm_int8_skip_modules": NSNull(), "llm_int8_enable_fp32_cpu_offload": false,
             "llm_int8_has_fp16_weight": false, "_load_in_4bit": true, "_load_in_8bit": false,
         ] as [String: Any]
-        let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-        return [UInt8](data) + [0x0A]
+        return Array((PythonJSON.encode(config) + "\n").utf8)
     }
 
     /// Writes a small file completely and fsyncs it.

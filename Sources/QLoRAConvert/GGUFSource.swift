@@ -120,8 +120,7 @@ public final class GGUFSource: WeightSource {
         var generation: [String: Any] = ["_from_model_config": true]
         generation["bos_token_id"] = config["bos_token_id"]
         generation["eos_token_id"] = config["eos_token_id"]
-        let generationJSON = try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
         return [("tokenizer.json", files.tokenizerJSON), ("tokenizer_config.json", files.tokenizerConfigJSON),
-                ("generation_config.json", [UInt8](generationJSON))]
+                ("generation_config.json", Array((PythonJSON.encode(generation) + "\n").utf8))]
     }
 }

@@ -55,7 +55,7 @@ struct ShardPlan {
     }
 
     /// model.safetensors.index.json: total size and tensor -> file for every stored tensor.
-    func indexJSON() throws -> [UInt8] {
+    func indexJSON() -> [UInt8] {
         var weightMap: [String: String] = [:]
         var total = 0
         for (index, shard) in shards.enumerated() {
@@ -66,6 +66,6 @@ struct ShardPlan {
             }
         }
         let object: [String: Any] = ["metadata": ["total_size": total], "weight_map": weightMap]
-        return [UInt8](try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) + [0x0A]
+        return Array((PythonJSON.encode(object) + "\n").utf8)
     }
 }

@@ -1,5 +1,6 @@
 // One weight tensor in bitsandbytes' NF4 + double-quant form: streaming quantization in chunks,
 // the quant_state JSON transformers stores beside it, and dequantization. Layout: FORMAT.md.
+import QLoRAIO
 import QLoRAKernels
 
 /// Quantizes one tensor, fed in flattened row-major order in chunks, into NF4 with double-quantized
@@ -83,7 +84,7 @@ public struct NF4QuantState: Sendable, Equatable {
         let shapeText = shape.map(String.init).joined(separator: ", ")
         let text = "{\"quant_type\": \"nf4\", \"blocksize\": \(blockSize), \"dtype\": \"\(dtype.rawValue)\", "
             + "\"shape\": [\(shapeText)], \"nested_blocksize\": \(DoubleQuantizedAbsmax.nestedBlockSize), "
-            + "\"nested_dtype\": \"float32\", \"nested_offset\": \(pythonRepr(Double(absmax.offset)))}"
+            + "\"nested_dtype\": \"float32\", \"nested_offset\": \(PythonJSON.float(Double(absmax.offset)))}"
         return Array(text.utf8)
     }
 
@@ -94,12 +95,4 @@ public struct NF4QuantState: Sendable, Equatable {
             count = absmax.codes.count
         }
     }
-}
-
-/// Python's `repr(float)`: the shortest round-trip digits, which Swift's description also produces;
-/// only the spelling of integral values differs ("1.0" in both; Swift writes "1e-05" like Python).
-func pythonRepr(_ value: Double) -> String {
-    let text = value.description
-    if value.isFinite && !text.contains(".") && !text.contains("e") { return text + ".0" }
-    return text
 }
