@@ -163,11 +163,47 @@ def nf4_fixtures():
     w.close()
 
 
+def tiny_checkpoints():
+    """Tiny random Llama/Qwen2 checkpoints saved by transformers, and the 4-bit checkpoints
+    transformers + bitsandbytes write for them: the converter must reproduce the latter exactly.
+    Shapes cover GQA and rows that straddle 64-blocks (intermediate 176)."""
+    import shutil
+    import transformers
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, Qwen2Config
+
+    assert transformers.__version__ == "5.23.0", transformers.__version__
+    common = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=256, max_position_embeddings=128)
+    configs = {
+        "tiny-llama": (LlamaConfig(**common, tie_word_embeddings=False), torch.bfloat16),
+        "tiny-qwen2": (Qwen2Config(**common, tie_word_embeddings=True), torch.float16),
+    }
+    for name, (config, dtype) in configs.items():
+        torch.manual_seed(7)
+        model = transformers.AutoModelForCausalLM.from_config(config).to(dtype)
+        with torch.no_grad():  # default init leaves biases and norms trivial; make them count
+            for param_name, param in model.named_parameters():
+                if param_name.endswith("bias") or "norm" in param_name:
+                    param.copy_(torch.randn_like(param) * 0.1 + (1 if "norm" in param_name else 0))
+        source = os.path.join(ROOT, "Tests", "Fixtures", name, "source")
+        quantized = os.path.join(ROOT, "Tests", "Fixtures", name, "bnb-4bit")
+        for directory in (source, quantized):
+            shutil.rmtree(directory, ignore_errors=True)
+        model.save_pretrained(source)
+        bnb_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                        bnb_4bit_compute_dtype=dtype)
+        AutoModelForCausalLM.from_pretrained(source, quantization_config=bnb_config, dtype=dtype).save_pretrained(quantized)
+        for directory in (source, quantized):
+            size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
+            print(f"{directory}: {sorted(os.listdir(directory))}, {size} bytes")
+
+
 def main():
     check_versions()
     torch.set_num_threads(2)
     nf4_fixtures()
     torch_sum_fixtures()
+    tiny_checkpoints()
 
 
 if __name__ == "__main__":
