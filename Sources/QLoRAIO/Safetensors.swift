@@ -65,6 +65,10 @@ public struct SafetensorsFile: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: header), let entries = object as? [String: Any] else {
             throw .badHeader(path: path, detail: "the header is not a JSON object")
         }
+        // JSONSerialization keeps one of two equal keys silently; a file naming a tensor twice is corrupt.
+        if let duplicate = Self.duplicateTopLevelKey(UnsafeRawBufferPointer(start: headerBytes, count: Int(headerLength))) {
+            throw .badTensor(path: path, tensor: duplicate, detail: "the header names this tensor twice; the file is corrupt")
+        }
         var metadata: [String: String] = [:]
         var tensors: [SafetensorsTensor] = []
         for (name, value) in entries {
@@ -119,6 +123,42 @@ public struct SafetensorsFile: Sendable {
             throw .badTensor(path: path, tensor: name, detail: "\(dtype.rawValue) \(shape) needs \(overflow ? "too many" : String(expectedBytes)) bytes but data_offsets span \(offsets[1] - offsets[0])")
         }
         return SafetensorsTensor(name: name, dtype: dtype, shape: shape, fileOffset: dataStart + offsets[0], byteCount: expectedBytes)
+    }
+
+    /// The first key that occurs twice at the top level of a valid JSON object, scanning strings
+    /// and nesting depth (the text has already been parsed, so it is well formed).
+    static func duplicateTopLevelKey(_ json: UnsafeRawBufferPointer) -> String? {
+        var seen = Set<String>()
+        var depth = 0
+        var i = 0
+        var expectKey = false
+        while i < json.count {
+            let byte = json[i]
+            switch byte {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = depth == 1 && byte == UInt8(ascii: "{")
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectKey = depth == 1
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < json.count && json[end] != UInt8(ascii: "\"") { end += json[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                if expectKey {
+                    let raw = String(decoding: UnsafeRawBufferPointer(rebasing: json[(i + 1)..<min(end, json.count)]), as: UTF8.self)
+                    // Decode escapes the way the parser did, so "a" and "\u0061" count as equal.
+                    let key = (try? JSONSerialization.jsonObject(with: Data("\"\(raw)\"".utf8), options: .fragmentsAllowed) as? String) ?? raw
+                    if !seen.insert(key).inserted { return key }
+                    expectKey = false
+                }
+                i = end
+            default:
+                break
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// Integers from JSON numbers, rejecting fractions, booleans and values beyond Int.
