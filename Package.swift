@@ -27,6 +27,8 @@ let package = Package(
             name: "quantize",
             dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
+        .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "_TestSupport"]),

@@ -14,12 +14,14 @@ public enum BLAS {
 
     /// `C = alpha * A op(B) + beta * C`, all row-major. `A` is (M, K); `B` is (N, K) when
     /// `transposeB` else (K, N); `C` is (M, N). Overwrites `C` when `beta == 0`, accumulates otherwise.
-    /// - Precondition: `load()` succeeded; `C` does not alias `A` or `B`.
+    /// Loads OpenBLAS on first use; call `load()` first to handle a missing library as an error.
+    /// - Precondition: OpenBLAS can be loaded; `C` does not alias `A` or `B`.
     public static func sgemm(
         _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
         m: Int, n: Int, k: Int, transposeB: Bool, alpha: Float = 1, beta: Float = 0
     ) {
         precondition(m > 0 && n > 0 && k > 0 && m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max))
+        precondition(qlora_blas_load(nil, 0) == 0, "OpenBLAS is not available: call BLAS.load() to get the reason")
         qlora_sgemm(
             Int32(QLORA_CBLAS_ROW_MAJOR), Int32(QLORA_CBLAS_NO_TRANS),
             Int32(transposeB ? QLORA_CBLAS_TRANS : QLORA_CBLAS_NO_TRANS),

@@ -88,6 +88,21 @@ public struct NF4QuantState: Sendable, Equatable {
         return Array(text.utf8)
     }
 
+    /// Dequantizes the whole tensor to Float32 (not rounded to `dtype`), in parallel over blocks:
+    /// decodes the block scales, then `code[nibble] * scale`. Overwrites `out` (elementCount floats).
+    public func dequantize(_ packed: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>) {
+        let scales = blockScales()
+        let blockSize = self.blockSize
+        let source = UnsafeSendable(packed), destination = UnsafeSendable(out)
+        scales.withUnsafeBufferPointer { scaleBuffer in
+            let scale = UnsafeSendable(scaleBuffer.baseAddress!)
+            parallelChunks(count: elementCount, granularity: blockSize, minimumChunk: 1 << 16) { range in
+                nf4Dequantize(destination.raw + range.lowerBound, source.raw + range.lowerBound / 2,
+                              scale.raw + range.lowerBound / blockSize, count: range.count, blockSize: blockSize)
+            }
+        }
+    }
+
     /// The dequantized first-level absmax, one Float per block.
     public func blockScales(map: [Float] = DynamicMap.signed) -> [Float] {
         [Float](unsafeUninitializedCapacity: absmax.codes.count) { buffer, count in

@@ -1,0 +1,128 @@
+// NF4 quantize / dequantize throughput on the projection shapes of SmolLM2-135M, TinyLlama-1.1B and
+// Llama-7B, the same shapes and operations as tools/bench_bnb.py measures for bitsandbytes, plus
+// sgemm with the OpenBLAS kernels our loader picks. Every result is first checked against the
+// scalar Reference kernels. Output: one JSON object on stdout.
+import Foundation
+import QLoRAKernels
+import QLoRAQuant
+
+#if DEBUG
+FileHandle.standardError.write(Data("quantize-bench: build with -c release; debug timings mean nothing\n".utf8))
+exit(2)
+#endif
+
+let groups: [String: [(Int, Int)]] = [
+    "smollm2": [(576, 576), (1536, 576), (576, 1536), (192, 576)],
+    "tinyllama": [(2048, 2048), (5632, 2048), (2048, 5632), (256, 2048)],
+    "llama7b": [(4096, 4096), (11008, 4096), (4096, 11008)],
+]
+let order = ["smollm2", "tinyllama", "llama7b"]
+let runs = 7
+
+/// Median wall time of `runs` calls after two warm-up calls.
+func median(_ body: () -> Void) -> Double {
+    body()
+    body()
+    var times: [Double] = []
+    for _ in 0..<runs {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.sorted()[runs / 2]
+}
+
+/// Normal(0, 0.02) values from SplitMix64 + Box-Muller (the same distribution bench_bnb.py uses).
+func normals(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed
+    var out = [Float](repeating: 0, count: count)
+    for i in stride(from: 0, to: count, by: 2) {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        let u1 = Float(z >> 40 + 1) * 0x1p-24, u2 = Float(z & 0xFF_FFFF) * 0x1p-24
+        let r = (-2 * logf(u1)).squareRoot() * 0.02
+        out[i] = r * cosf(2 * .pi * u2)
+        if i + 1 < count { out[i + 1] = r * sinf(2 * .pi * u2) }
+    }
+    return out
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("quantize-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+var records: [[String: Any]] = []
+for group in order {
+    for (rows, columns) in groups[group]! {
+        let n = rows * columns
+        let weights = normals(n, seed: UInt64(n))
+        // Check against the scalar reference before timing.
+        var quantizer = NF4TensorQuantizer(shape: [rows, columns])
+        guard weights.withUnsafeBufferPointer({ quantizer.quantize($0.baseAddress!, count: n) }) else { fail("non-finite input") }
+        var refPacked = [UInt8](repeating: 0, count: (n + 1) / 2), refAbsmax = [Float](repeating: 0, count: (n + 63) / 64)
+        Reference.nf4Quantize(&refPacked, &refAbsmax, weights, count: n, blockSize: 64)
+        guard refPacked == quantizer.packed, refAbsmax == quantizer.absmax else { fail("quantize differs from Reference at \(rows)x\(columns)") }
+        let state = quantizer.finish(dtype: .float32)
+        var out = [Float](repeating: 0, count: n), refOut = out
+        state.dequantize(quantizer.packed, into: &out)
+        Reference.nf4Dequantize(&refOut, quantizer.packed, state.blockScales(), count: n, blockSize: 64)
+        guard out == refOut else { fail("dequantize differs from Reference at \(rows)x\(columns)") }
+
+        let quantizeSeconds = median {
+            var q = NF4TensorQuantizer(shape: [rows, columns])
+            _ = weights.withUnsafeBufferPointer { q.quantize($0.baseAddress!, count: n) }
+            blackHole(q.finish(dtype: .float32))
+        }
+        let dequantizeSeconds = median {
+            quantizer.packed.withUnsafeBufferPointer { state.dequantize($0.baseAddress!, into: &out) }
+            blackHole(out[n - 1])
+        }
+        records.append([
+            "group": group, "shape": [rows, columns], "n": n,
+            "quantize_s": quantizeSeconds, "quantize_GBps": Double(4 * n) / quantizeSeconds / 1e9,
+            "quantize_Mparams_per_s": Double(n) / quantizeSeconds / 1e6,
+            "dequantize_s": dequantizeSeconds, "dequantize_Gelem_per_s": Double(n) / dequantizeSeconds / 1e9,
+        ])
+        FileHandle.standardError.write(Data(String(format: "%@ %dx%d: quantize %.2f GB/s, dequantize %.2f G elem/s\n",
+                                                   group, rows, columns, Double(4 * n) / quantizeSeconds / 1e9,
+                                                   Double(n) / dequantizeSeconds / 1e9).utf8))
+    }
+}
+
+// sgemm with the kernels our loader picked (OPENBLAS_CORETYPE=Prescott in the environment shows
+// Debian's default instead).
+var sgemm: [[String: Any]] = []
+for (m, n, k) in [(1024, 2048, 2048), (1024, 4096, 4096)] {
+    let a = normals(m * k, seed: 1), b = normals(n * k, seed: 2)
+    var c = [Float](repeating: 0, count: m * n)
+    let seconds = median { BLAS.sgemm(&c, a, b, m: m, n: n, k: k, transposeB: true) }
+    sgemm.append(["shape": [m, n, k], "seconds": seconds, "GFLOPs": 2 * Double(m * n * k) / seconds / 1e9])
+    FileHandle.standardError.write(Data(String(format: "sgemm %dx%dx%d: %.1f GFLOP/s\n", m, n, k, 2 * Double(m * n * k) / seconds / 1e9).utf8))
+}
+
+@inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
+
+func commandOutput(_ arguments: [String]) -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try? process.run()
+    process.waitUntilExit()
+    return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+    .first { $0.hasPrefix("model name") }.map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) } ?? "?"
+let report: [String: Any] = [
+    "tool": "swift-qlora quantize-bench", "commit": commandOutput(["git", "rev-parse", "--short", "HEAD"]),
+    "cpu": cpu, "threads": ProcessInfoCores.count, "blas": BLAS.describe(), "runs": runs,
+    "records": records, "sgemm": sgemm,
+]
+let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+print(String(decoding: data, as: UTF8.self))
