@@ -76,6 +76,12 @@ public enum Converter {
             throw FileError.alreadyExists(path: output)
         }
         let partial = partialDirectory(for: output)
+        let parent = URL(fileURLWithPath: output).deletingLastPathComponent().path
+        do {
+            try fileManager.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw ConvertError.output(path: parent, detail: "cannot create the output's parent directory (\((error as NSError).localizedDescription)); choose another --output")
+        }
         removeStalePartials(of: output)
         guard mkdir(partial, 0o755) == 0 else { throw FileError.cannotCreateDirectory(path: partial, errno: errno) }
         var completed = false

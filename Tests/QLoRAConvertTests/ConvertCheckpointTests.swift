@@ -56,6 +56,18 @@ struct ConvertCheckpointTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["out"], "no partial or replaced directory left")
     }
 
+    @Test func missingParentDirectoriesAreCreatedAndUnwritableOnesReported() throws {
+        let directory = try TemporaryDirectory()
+        let source = try HFCheckpointSource(directory: Fixture.root.appendingPathComponent("tiny-llama/source").path)
+        _ = try Converter.convert(source, options: ConvertOptions(output: directory.path + "/a/b/out"))
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/a/b/out/config.json"))
+        // A parent that is a file cannot hold the output.
+        try Data().write(to: URL(fileURLWithPath: directory.path + "/file"))
+        #expect { try Converter.convert(source, options: ConvertOptions(output: directory.path + "/file/out")) } throws: { error in
+            "\(error)".contains(directory.path + "/file") && "\(error)".contains("--output")
+        }
+    }
+
     @Test func failureMidwayLeavesNoOutputBehind() throws {
         // A NaN in the last layer's down_proj: the conversion fails after writing most tensors.
         let directory = try TemporaryDirectory()

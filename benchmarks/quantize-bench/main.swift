@@ -9,7 +9,7 @@ import QLoRAQuant
 #if DEBUG
 FileHandle.standardError.write(Data("quantize-bench: build with -c release; debug timings mean nothing\n".utf8))
 exit(2)
-#endif
+#else
 
 let groups: [String: [(Int, Int)]] = [
     "smollm2": [(576, 576), (1536, 576), (576, 1536), (192, 576)],
@@ -126,3 +126,4 @@ let report: [String: Any] = [
 ]
 let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
 print(String(decoding: data, as: UTF8.self))
+#endif
