@@ -67,7 +67,8 @@ extension ConversionSummary {
         lines.append("quantization error |w - dequant(w)| by projection (in \(outputEncoding.rawValue), as a loader sees it):")
         for kind in errors.keys.sorted() {
             let stats = errors[kind]!
-            lines.append(String(format: "  %-10@ %4d tensors  mean %.3e  max %.3e", kind as NSString, stats.tensors, stats.meanAbsError, Double(stats.maxAbsError)))
+            let name = kind.padding(toLength: max(10, kind.count), withPad: " ", startingAt: 0)
+            lines.append("  \(name)" + String(format: " %4d tensors  mean %.3e  max %.3e", stats.tensors, stats.meanAbsError, Double(stats.maxAbsError)))
         }
         let rate = Double(parameters) / max(seconds, 1e-9) / 1e6
         lines.append(String(format: "time:    %@ (%.1f M params/s)", formatSeconds(seconds), rate))
