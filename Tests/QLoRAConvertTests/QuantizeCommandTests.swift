@@ -44,7 +44,7 @@ struct QuantizeCommandTests {
     @Test func convertsACheckpointDirectory() throws {
         let directory = try TemporaryDirectory()
         let source = Fixture.root.appendingPathComponent("tiny-qwen2/source").path
-        var command = try #require(try Quantize.parseAsRoot(["--input", source, "--output", directory.path + "/out", "--dtype", "bfloat16"]) as? Quantize)
+        let command = try #require(try Quantize.parseAsRoot(["--input", source, "--output", directory.path + "/out", "--dtype", "bfloat16"]) as? Quantize)
         try command.run()
         let config = try String(contentsOfFile: directory.path + "/out/config.json", encoding: .utf8)
         #expect(config.contains("\"bnb_4bit_compute_dtype\": \"bfloat16\""))
