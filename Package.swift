@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "_TestSupport"]),
+        .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

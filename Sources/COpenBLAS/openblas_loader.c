@@ -23,13 +23,14 @@ static get_threads_fn get_threads_ptr;
 static string_fn core_name_ptr;
 static string_fn config_ptr;
 
-// The fastest OpenBLAS kernel family this CPU can run; NULL when OpenBLAS' own choice is fine.
-// SkylakeX needs AVX-512 F/BW/DQ/VL; Haswell needs AVX2 + FMA.
+// The OpenBLAS kernel family for this CPU's features, as OpenBLAS itself picks it for CPUs it
+// recognises; NULL when nothing better than its own choice is known. Cooperlake (SkylakeX's sgemm
+// plus bf16 kernels) needs AVX512-BF16; SkylakeX AVX-512 F/BW/DQ/VL; Haswell AVX2 + FMA.
 static const char *preferred_core_type(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return "SkylakeX";
+        return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
     return NULL;
 }

@@ -1,6 +1,7 @@
 // The SIMD NF4 kernels against their scalar twins over awkward sizes, and the quantization error
 // of NF4 on normal data against bitsandbytes' own published bound.
 import Testing
+import CQLoRAKernels
 import QLoRAQuant
 import _TestSupport
 
@@ -47,6 +48,22 @@ struct NF4KernelTests {
         Reference.nf4Quantize(&refPacked, &refAbsmax, input, count: input.count, blockSize: 64)
         let bytes = compareBytes(packed, refPacked)
         #expect(bytes.passed, "\(bytes)")
+    }
+
+    /// Every dequantization path this CPU can run (scalar, AVX2, AVX-512) against the reference.
+    @Test(arguments: tailSizes)
+    func everyDequantizePathEqualsReference(count: Int) {
+        let input = Self.normals(count, seed: UInt64(count))
+        var packed = [UInt8](repeating: 0, count: (count + 1) / 2), absmax = [Float](repeating: 0, count: (count + 63) / 64)
+        nf4Quantize(&packed, &absmax, input, count: count, blockSize: 64)
+        var expected = [Float](repeating: .nan, count: count)
+        Reference.nf4Dequantize(&expected, packed, absmax, count: count, blockSize: 64)
+        for isa in 0...Int(qlora_best_isa()) {
+            var out = [Float](repeating: .nan, count: count)
+            NF4.code.withUnsafeBufferPointer { qlora_nf4_dequantize_isa(Int32(isa), &out, packed, absmax, $0.baseAddress!, count, 64) }
+            let result = compare(out, expected, rtol: 0, atol: 0)
+            #expect(result.passed, "instruction set \(isa): \(result)")
+        }
     }
 
     @Test func nonFiniteInputIsReported() {

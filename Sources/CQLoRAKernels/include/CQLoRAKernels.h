@@ -13,10 +13,18 @@
 /// Returns 0, or 1 when the input holds a NaN or an infinity.
 int qlora_nf4_quantize_blocks(uint8_t *packed, float *absmax, const float *input, size_t blocks, size_t block_size);
 
+/// Instruction sets of the hand-vectorized kernels.
+enum { QLORA_ISA_SCALAR = 0, QLORA_ISA_AVX2 = 1, QLORA_ISA_AVX512 = 2 };
+/// The best of them this CPU runs.
+int qlora_best_isa(void);
+
 /// out[i] = code[nibble i] * absmax[i / block_size] for `count` values starting at element 0 of
 /// `packed` (count even or the tensor's end). `code` is the 16-entry NF4 table. Overwrites `out`.
 void qlora_nf4_dequantize(float *out, const uint8_t *packed, const float *absmax, const float *code,
                           size_t count, size_t block_size);
+/// The same with a chosen instruction set (<= qlora_best_isa()), so tests can check every path.
+void qlora_nf4_dequantize_isa(int isa, float *out, const uint8_t *packed, const float *absmax, const float *code,
+                              size_t count, size_t block_size);
 
 
 
