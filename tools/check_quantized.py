@@ -5,6 +5,8 @@ reference stack (torch 2.15.0, bitsandbytes 0.50.2, transformers 5.23.0).
 Usage:
   /work/refvenv/bin/python tools/check_quantized.py --quantized OUT_DIR --gguf MODEL.gguf
   /work/refvenv/bin/python tools/check_quantized.py --quantized OUT_DIR --source HF_DIR
+  /work/refvenv/bin/python tools/check_quantized.py --write-reference REF_DIR --gguf MODEL.gguf [--dtype float16]
+      (writes transformers+bitsandbytes' own 4-bit checkpoint of the source, then checks it)
   options: --prompt TEXT (repeatable; logits comparison), --question TEXT, --expect SUBSTR,
            --max-new-tokens 40, --logits-tol 1e-3, --no-generate, --verbose, --json REPORT
 
@@ -40,8 +42,8 @@ absmax -> absmax -> code*absmax) and runs a plain matmul. Nothing is run in eval
 Non-quantized parameters (embeddings, norms) are upcast in place to float32 after loading,
 so both models compute in float32 and the difference is float32 round-off only.
 
-Memory: the source model in float32 plus the 4-bit model are held at once (fine for models
-up to ~1-2 B parameters on a 24 GiB machine).
+Memory: one float32 copy of the source model plus the 4-bit model are held at once (about
+6 bytes per parameter; fine for models up to ~2-3 B parameters on a 24 GiB machine).
 """
 import argparse
 import json
@@ -91,7 +93,7 @@ def check_versions(allow_other):
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-ap.add_argument("--quantized", required=True, help="4-bit HF checkpoint dir to check")
+ap.add_argument("--quantized", help="4-bit HF checkpoint dir to check (default: the --write-reference dir)")
 src = ap.add_mutually_exclusive_group(required=True)
 src.add_argument("--gguf", help="source GGUF file")
 src.add_argument("--source", help="source Hugging Face checkpoint dir")
@@ -106,7 +108,16 @@ ap.add_argument("--verbose", action="store_true", help="print a line for every l
 ap.add_argument("--json", help="write a machine-readable report here")
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--allow-other-versions", action="store_true")
+ap.add_argument("--write-reference", metavar="OUT_DIR",
+                help="first write transformers+bitsandbytes' own 4-bit checkpoint of the source to OUT_DIR "
+                     "(GGUF: dequantized to float32, rounded to --dtype, saved as an HF dir, reloaded with "
+                     "BitsAndBytesConfig(nf4, double quant, compute float32), save_pretrained; HF dir: "
+                     "from_pretrained with that config, save_pretrained), then check it")
+ap.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
+                help="storage dtype for --write-reference (default: float16 for GGUF, the source's dtype for HF)")
 args = ap.parse_args()
+if not args.quantized and not args.write_reference:
+    ap.error("give --quantized DIR (or --write-reference OUT_DIR)")
 
 versions = check_versions(args.allow_other_versions)
 
@@ -234,6 +245,53 @@ def desc(t):
     return f"{DT.get(t.dtype, str(t.dtype))}{list(t.shape)}"
 
 
+# ---------------------------------------------------------------- reference writer
+def write_reference(out):
+    """transformers + bitsandbytes' own 4-bit checkpoint of the source (see --write-reference)."""
+    import tempfile
+    from transformers import BitsAndBytesConfig
+    bcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.float32)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="check_quantized_ref_") as tmp:
+        if args.gguf:
+            # transformers refuses quantization_config together with gguf_file: go through an HF dir
+            dt = NAME2DT[args.dtype or "float16"]
+            gdir, gname = os.path.split(os.path.abspath(args.gguf))
+            m = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
+            cfg = m.config
+            del cfg.quantization_config  # the GgufConfig marker
+            cfg.dtype = dt
+            sd = {k: v.to(dt) for k, v in m.state_dict().items()}
+            del m
+            with torch.device("meta"):
+                hf = AutoModelForCausalLM.from_config(cfg, dtype=dt)
+            hf.load_state_dict(sd, assign=True)
+            hf.tie_weights()
+            hf.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            del hf, sd
+            src_dir, load_dt = tmp, dt
+        else:
+            src_dir = args.source
+            load_dt = NAME2DT[args.dtype] if args.dtype else "auto"
+            tok = AutoTokenizer.from_pretrained(src_dir)
+        qm = AutoModelForCausalLM.from_pretrained(src_dir, quantization_config=bcfg, dtype=load_dt)
+        # save before any forward (eval-mode Linear4bit would repack the weights on this CPU)
+        qm.save_pretrained(out)
+        tok.save_pretrained(out)
+        del qm
+    print(f"wrote the transformers/bitsandbytes reference to {out} in {time.time() - t0:.1f}s")
+
+
+if args.write_reference:
+    section("write the transformers/bitsandbytes reference checkpoint")
+    write_reference(args.write_reference)
+    if not args.quantized:
+        args.quantized = args.write_reference
+    report["reference_written"] = args.write_reference
+
 # ---------------------------------------------------------------- (a) load DIR
 section("a. load the 4-bit checkpoint with transformers")
 qdir = args.quantized
@@ -318,21 +376,31 @@ if args.gguf:
     stok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
 else:
     smodel = AutoModelForCausalLM.from_pretrained(args.source, dtype=torch.float32)
-    stok = AutoTokenizer.from_pretrained(args.source)
+    try:
+        stok = AutoTokenizer.from_pretrained(args.source)
+    except Exception as e:
+        print(f"source has no usable tokenizer ({type(e).__name__}: {e})")
+        stok = None
 smodel.train()  # plain nn.Linear model; train() only for symmetry (no dropout in Llama at p=0)
 print(f"source loaded in {time.time() - t0:.1f}s: {type(smodel).__name__}, "
       f"{sum(p.numel() for p in smodel.parameters()) / 1e6:.1f} M params")
 
 # config fields that must agree
-for key in ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "vocab_size", "tie_word_embeddings", "rms_norm_eps", "model_type"]:
+cfg_bad = []
+cfg_keys = ["model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "vocab_size", "tie_word_embeddings", "rms_norm_eps",
+            "max_position_embeddings", "bos_token_id", "eos_token_id"]
+for key in cfg_keys:
     a, b = getattr(smodel.config, key, None), qcfg_json.get(key)
     if a != b and not (isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=1e-6)):
-        record(f"a.config.{key}", False, f"source {a!r} vs quantized {b!r}")
+        cfg_bad.append(f"{key}: source {a!r} vs quantized {b!r}")
 sr = getattr(smodel.config, "rope_parameters", None) or {}
 qr = qcfg_json.get("rope_parameters") or {}
-if sr.get("rope_theta") != qr.get("rope_theta") and qcfg_json.get("rope_theta") != sr.get("rope_theta"):
-    record("a.config.rope_theta", False, f"source {sr.get('rope_theta')} vs quantized {qr or qcfg_json.get('rope_theta')}")
+q_theta = qr.get("rope_theta", qcfg_json.get("rope_theta"))
+if sr.get("rope_theta") != q_theta:
+    cfg_bad.append(f"rope_theta: source {sr.get('rope_theta')} vs quantized {q_theta}")
+record("a.config_vs_source", not cfg_bad,
+       "; ".join(cfg_bad) if cfg_bad else f"{len(cfg_keys) + 1} architecture fields agree")
 
 # which linears transformers would quantize: every nn.Linear except the output embedding
 out_emb = smodel.get_output_embeddings()
@@ -347,6 +415,28 @@ if qmodel is not None:
     extra4 = sorted(qmods - {n for n, _ in linears})
     record("a.linear4bit_set", not missing4 and not extra4,
            f"{len(qmods)} Linear4bit; not 4-bit but should be: {missing4[:5]}; unexpected: {extra4[:5]}")
+
+# tokenizer of DIR (checked below); prompts for (c)
+try:
+    qtok, qtok_err = AutoTokenizer.from_pretrained(qdir), None
+except Exception as e:
+    qtok, qtok_err = None, e
+tok_for_prompts = qtok if qtok is not None else stok
+prompts = args.prompt or DEFAULT_PROMPTS
+if tok_for_prompts is not None:
+    enc = [tok_for_prompts(p, return_tensors="pt")["input_ids"] for p in prompts]
+else:  # no tokenizer anywhere: fixed token ids
+    g = torch.Generator().manual_seed(0)
+    enc = [torch.randint(0, smodel.config.vocab_size, (1, 8 + 4 * i), generator=g) for i in range(3)]
+    prompts = [f"<random ids {i}>" for i in range(3)]
+
+# Round the source to the storage dtype in place (exact in float32). For information in (c),
+# keep the logits of this unquantized model; its linears are then replaced one by one by
+# bnb's dequantized NF4 weights during (b), so only one float32 copy of the model is held.
+with torch.no_grad():
+    for p in smodel.parameters():
+        p.data = p.data.to(round_dtype).float()
+    full_logits = [smodel(input_ids=ids).logits.float() for ids in enc] if qmodel is not None else None
 
 # ---------------------------------------------------------------- (b) bytes
 section(f"b. byte comparison with bnb quantize_4bit(nf4, blocksize 64, double quant) of {round_dtype_name} weights")
@@ -364,6 +454,8 @@ for k in sd:
         expected[k] = "plain"
 if tied:
     expected.pop("lm_head.weight", None)
+plain_src = {k: sd[k] for k, kind in expected.items() if kind == "plain"}
+del sd
 have = set(raw.keys())
 miss = sorted(set(expected) - have)
 extra = sorted(have - set(expected))
@@ -374,7 +466,6 @@ record("b.tensor_names", not miss and not extra,
 totals = {s: [0, 0, 0] for s in QUANT_SUFFIXES + ["nested_offset"]}  # tensors, bad tensors, bad elems
 per_tensor = []
 t0 = time.time()
-dq_weights = {}
 with torch.no_grad():
     for name, mod in linears:
         w = mod.weight.detach().to(round_dtype).contiguous()
@@ -446,7 +537,7 @@ with torch.no_grad():
                                       "weight.quant_state.bitsandbytes__nf4"] if s in row), flush=True)
         # the reference dequantized weight, as Linear4bit computes it in train mode (float32)
         qs.dtype = torch.float32
-        dq_weights[name] = bnbF.dequantize_4bit(packed, quant_state=qs).reshape(w.shape)
+        mod.weight.data = bnbF.dequantize_4bit(packed, quant_state=qs).reshape(w.shape)
 print(f"quantized {len(linears)} linears with bnb in {time.time() - t0:.1f}s")
 for s, (nt, nb, ne) in totals.items():
     label = s if s != "weight.quant_state.bitsandbytes__nf4" else "quant_state JSON"
@@ -459,7 +550,7 @@ for k, kind in expected.items():
     if kind != "plain" or k not in have:
         continue
     nplain += 1
-    r = sd[k].detach().to(round_dtype).contiguous()
+    r = plain_src[k].detach().to(round_dtype).contiguous()
     got = raw.get(k)
     nm = nmismatch(got, r)
     if nm is None:
@@ -476,7 +567,10 @@ report["per_linear"] = per_tensor
 # ---------------------------------------------------------------- tokenizer
 section("tokenizer")
 try:
-    qtok = AutoTokenizer.from_pretrained(qdir)
+    if stok is None:
+        raise LookupError("skip")
+    if qtok is None:
+        raise qtok_err
     tok_bad = []
     for s in TOKENIZER_SAMPLES:
         a, b = stok(s)["input_ids"], qtok(s)["input_ids"]
@@ -499,8 +593,10 @@ try:
         print("  MISMATCH " + line)
     record("tokenizer", not tok_bad, f"{len(TOKENIZER_SAMPLES)} samples, vocab {len(qtok)}, "
            f"bos {qtok.bos_token!r} eos {qtok.eos_token!r}" + (f"; {len(tok_bad)} problems" if tok_bad else ""))
+except LookupError:
+    record("tokenizer", True, "skipped: the source has no tokenizer" +
+           ("" if qtok is None else " (the quantized dir has one)"))
 except Exception as e:
-    qtok = None
     record("tokenizer", False, f"{type(e).__name__}: {e}")
 
 if qmodel is None:
@@ -508,17 +604,8 @@ if qmodel is None:
 
 # ---------------------------------------------------------------- (c) logits
 section("c. logits: 4-bit model vs float32 model with bnb-dequantized linears")
-tok_for_prompts = qtok if qtok is not None else stok
-prompts = args.prompt or DEFAULT_PROMPTS
-enc = [tok_for_prompts(p, return_tensors="pt")["input_ids"] for p in prompts]
 with torch.no_grad():
-    # the reference model: source, rounded to the storage dtype, linears replaced by dequantized NF4
-    for p in smodel.parameters():
-        p.data = p.data.to(round_dtype).float()
-    full_logits = [smodel(input_ids=ids).logits.float() for ids in enc]
-    for name, mod in linears:
-        mod.weight.data = dq_weights[name]
-    del dq_weights
+    # the reference model: source rounded to the storage dtype, linears = bnb-dequantized NF4 (set in b)
     ref_logits = [smodel(input_ids=ids).logits.float() for ids in enc]
     q_logits = [qmodel(input_ids=ids).logits.float() for ids in enc]
 maxdiff, maxfull, top1 = 0.0, 0.0, 0
@@ -536,7 +623,9 @@ report["logits_max_abs_diff"] = maxdiff
 report["logits_max_abs_diff_vs_unquantized"] = maxfull
 
 # ---------------------------------------------------------------- (d) generation
-if not args.no_generate:
+if not args.no_generate and tok_for_prompts is None:
+    print("\n(d) skipped: no tokenizer")
+elif not args.no_generate:
     section("d. greedy generation")
     tk = tok_for_prompts
     msgs = [{"role": "user", "content": args.question}]

@@ -13,8 +13,8 @@ public struct ConvertOptions: Sendable {
     public var output: String
     /// Replace an existing output directory (only once the new one is complete).
     public var force = false
-    /// Shards are cut at this many bytes (transformers' `max_shard_size`).
-    public var maxShardBytes = 5_000_000_000
+    /// Shards are cut at this many bytes (transformers 5's default `max_shard_size`, 50 GB).
+    public var maxShardBytes = 50_000_000_000
     /// Values per read chunk; bounds the working memory (two Float32 buffers of this size).
     public var chunkElements = 1 << 20
     /// torch's thread count to emulate for the double-quant offset (FORMAT.md).

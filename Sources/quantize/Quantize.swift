@@ -38,7 +38,7 @@ struct Quantize: ParsableCommand {
     var dtype: FloatEncoding?
 
     @Option(name: .long, help: "Largest safetensors shard, in bytes (suffixes K, M, G: powers of 1000).")
-    var maxShardSize: String = "5G"
+    var maxShardSize: String = "50G"
 
     @Flag(name: .long, help: "Replace an existing output directory.")
     var force = false
