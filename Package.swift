@@ -29,9 +29,9 @@ let package = Package(
         ),
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
         .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
-        .target(name: "_TestSupport", dependencies: ["QLoRAIO"], path: "Tests/_TestSupport"),
+        .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "CQLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

@@ -142,15 +142,12 @@ public enum Converter {
     ) throws -> ConversionSummary.ErrorStats {
         let rowsPerChunk = chunkRows(tensor, target: options.chunkElements)
         var quantizer = NF4TensorQuantizer(shape: tensor.shape)
-        var row = 0
-        while row < tensor.rowCount {
-            let rows = row..<min(tensor.rowCount, row + rowsPerChunk)
+        try forEachChunk(of: tensor, rowsPerChunk: rowsPerChunk) { rows in
             try source.read(tensor, rows: rows, into: buffers.values)
             guard quantizer.quantize(buffers.values, count: rows.count * tensor.rowLength) else {
                 throw ConvertError.nonFinite(tensor: tensor.name)
             }
-            row = rows.upperBound
-            report(row * tensor.rowLength)
+            report(rows.upperBound * tensor.rowLength)
         }
         let state = quantizer.finish(dtype: encoding, threads: options.torchThreads)
         let name = tensor.name
@@ -166,9 +163,7 @@ public enum Converter {
         var stats = ConversionSummary.ErrorStats()
         stats.tensors = 1
         let scales = state.blockScales()
-        row = 0
-        while row < tensor.rowCount {
-            let rows = row..<min(tensor.rowCount, row + rowsPerChunk)
+        try forEachChunk(of: tensor, rowsPerChunk: rowsPerChunk) { rows in
             let first = rows.lowerBound * tensor.rowLength, count = rows.count * tensor.rowLength
             try source.read(tensor, rows: rows, into: buffers.values)
             quantizer.packed.withUnsafeBufferPointer { packed in
@@ -180,8 +175,7 @@ public enum Converter {
             encoding.round(buffers.restored, count: count)
             qlora_abs_error(buffers.values, buffers.restored, count, &stats.absErrorSum, &stats.maxAbsError)
             stats.elements += count
-            row = rows.upperBound
-            report(tensor.elementCount + row * tensor.rowLength)
+            report(tensor.elementCount + rows.upperBound * tensor.rowLength)
         }
         return stats
     }
@@ -193,17 +187,21 @@ public enum Converter {
     ) throws {
         let rowsPerChunk = chunkRows(tensor, target: buffers.elements)
         let encoded = UnsafeMutableRawPointer(buffers.restored)  // Float32 buffer reused as byte scratch
-        var row = 0
-        while row < tensor.rowCount {
-            let rows = row..<min(tensor.rowCount, row + rowsPerChunk)
+        try forEachChunk(of: tensor, rowsPerChunk: rowsPerChunk) { rows in
             let count = rows.count * tensor.rowLength
             try source.read(tensor, rows: rows, into: buffers.values)
             for i in 0..<count where !buffers.values[i].isFinite { throw ConvertError.nonFinite(tensor: tensor.name) }
             encoding.encode(encoded, buffers.values, count: count)
             try writer.write(tensor.name, at: rows.lowerBound * tensor.rowLength * encoding.byteWidth, bytes: encoded,
                              count: count * encoding.byteWidth)
-            row = rows.upperBound
-            report(2 * row * tensor.rowLength)
+            report(2 * rows.upperBound * tensor.rowLength)
+        }
+    }
+
+    /// Calls `body` with consecutive row ranges of `rowsPerChunk` rows covering the tensor.
+    static func forEachChunk(of tensor: SourceTensor, rowsPerChunk: Int, _ body: (Range<Int>) throws -> Void) rethrows {
+        for start in stride(from: 0, to: tensor.rowCount, by: rowsPerChunk) {
+            try body(start..<min(tensor.rowCount, start + rowsPerChunk))
         }
     }
 

@@ -73,33 +73,10 @@ public final class SyntheticSource: WeightSource {
         let destination = UnsafeSendable(out)
         parallelChunks(count: rows.count, minimumChunk: max(1, 16384 / length)) { chunk in
             for row in chunk {
-                Self.fillNormal(destination.raw + row * length, count: length, seed: tensorSeed &+ UInt64(first + row), std: 0.02)
+                fillNormal(destination.raw + row * length, count: length, seed: tensorSeed &+ UInt64(first + row), std: 0.02)
             }
         }
         outputEncoding.round(out, count: rows.count * length)
-    }
-
-    /// Box-Muller normals from a SplitMix64 stream.
-    static func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, seed: UInt64, std: Float) {
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        var i = 0
-        while i < count {
-            let bits = next()
-            let u1 = Float(bits >> 40 + 1) * 0x1p-24  // (0, 1]
-            let u2 = Float(bits & 0xFF_FFFF) * 0x1p-24
-            let radius = (-2 * logf(u1)).squareRoot() * std
-            let angle = 2 * Float.pi * u2
-            out[i] = radius * cosf(angle)
-            if i + 1 < count { out[i + 1] = radius * sinf(angle) }
-            i += 2
-        }
     }
 
     public func release(_ tensor: SourceTensor) {}

@@ -126,23 +126,6 @@ public final class SafetensorsWriter {
     }
 }
 
-/// A JSON string literal (quotes and escapes).
-public func jsonString(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-        }
-    }
-    return out + "\""
-}
-
 /// Writes all `count` bytes at `offset`, retrying short writes; returns 0 or the errno.
 public func pwriteFully(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, at offset: Int) -> Int32 {
     var done = 0

@@ -2,6 +2,7 @@
 // of NF4 on normal data against bitsandbytes' own published bound.
 import Testing
 import CQLoRAKernels
+import QLoRAKernels
 import QLoRAQuant
 import _TestSupport
 
@@ -9,11 +10,9 @@ struct NF4KernelTests {
     static let tailSizes = [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 191, 1000, 4099]
 
     static func normals(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var rng = SplitMix64(seed: seed)
-        return (0..<count).map { _ in
-            // Box-Muller on two uniforms in (0, 1].
-            let u1 = Double(rng.next() >> 11 + 1) * 0x1p-53, u2 = Double(rng.next() >> 11) * 0x1p-53
-            return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)) * scale
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fillNormal(buffer.baseAddress!, count: count, seed: seed, std: scale)
+            initialized = count
         }
     }
 

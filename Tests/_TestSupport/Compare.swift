@@ -1,5 +1,6 @@
 // Tensor comparators for tests: report max-abs, max-rel, the worst index and the first mismatches
 // (llm.c check_tensor), so a failure says where and by how much.
+@_exported import struct QLoRAKernels.SplitMix64
 
 /// The result of comparing two float arrays elementwise.
 public struct Comparison: CustomStringConvertible {
@@ -56,17 +57,4 @@ public func compareBytes(_ actual: [UInt8], _ expected: [UInt8]) -> Comparison {
         if result.firstFailures.count < 5 { result.firstFailures.append((i, Double(actual[i]), Double(expected[i]))) }
     }
     return result
-}
-
-/// A seeded SplitMix64 generator: reproducible test data without relying on any library's RNG.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

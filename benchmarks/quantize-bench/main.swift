@@ -32,22 +32,12 @@ func median(_ body: () -> Void) -> Double {
     return times.sorted()[runs / 2]
 }
 
-/// Normal(0, 0.02) values from SplitMix64 + Box-Muller (the same distribution bench_bnb.py uses).
+/// Normal(0, 0.02) values (the distribution tools/bench_bnb.py uses).
 func normals(_ count: Int, seed: UInt64) -> [Float] {
-    var state = seed
-    var out = [Float](repeating: 0, count: count)
-    for i in stride(from: 0, to: count, by: 2) {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        let u1 = Float(z >> 40 + 1) * 0x1p-24, u2 = Float(z & 0xFF_FFFF) * 0x1p-24
-        let r = (-2 * logf(u1)).squareRoot() * 0.02
-        out[i] = r * cosf(2 * .pi * u2)
-        if i + 1 < count { out[i + 1] = r * sinf(2 * .pi * u2) }
+    [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        fillNormal(buffer.baseAddress!, count: count, seed: seed, std: 0.02)
+        initialized = count
     }
-    return out
 }
 
 func fail(_ message: String) -> Never {
