@@ -26,6 +26,7 @@ public final class SafetensorsWriter {
     private let fd: Int32
     private let planned: [Planned]
     private var offsets: [String: Int] = [:]  // relative to the data section
+    private let byteCounts: [String: Int]
     private var late: [(name: String, dtype: SafetensorsDType, shape: [Int], begin: Int, end: Int)] = []
     private var lateEnd: Int
     private let reservedHeader: Int
@@ -46,6 +47,7 @@ public final class SafetensorsWriter {
             cursor += tensor.byteCount
         }
         self.offsets = offsets
+        byteCounts = Dictionary(planned.map { ($0.name, $0.byteCount) }, uniquingKeysWith: { first, _ in first })
         lateEnd = cursor
         // Worst case per late entry: name, dtype, a shape and two offsets of 20 digits each.
         let lateReserve = lateTensors * (longestLateName + 96)
@@ -66,10 +68,8 @@ public final class SafetensorsWriter {
 
     /// Writes `count` bytes of planned tensor `name`, starting `at` bytes into it.
     public func write(_ name: String, at byteOffset: Int = 0, bytes: UnsafeRawPointer, count: Int) throws(FileError) {
-        guard let base = offsets[name], let tensor = planned.first(where: { $0.name == name }) else {
-            preconditionFailure("tensor \(name) was not planned")
-        }
-        precondition(byteOffset >= 0 && byteOffset + count <= tensor.byteCount, "write past the end of \(name)")
+        guard let base = offsets[name], let byteCount = byteCounts[name] else { preconditionFailure("tensor \(name) was not planned") }
+        precondition(byteOffset >= 0 && byteOffset + count <= byteCount, "write past the end of \(name)")
         try writeFully(bytes, count: count, at: dataStart + base + byteOffset)
     }
 

@@ -40,11 +40,6 @@ public enum BLAS {
         try load()
         return String(cString: qlora_blas_core_name())
     }
-
-    public static func setThreads(_ threads: Int) throws(BLASError) {
-        try load()
-        qlora_blas_set_threads(Int32(threads))
-    }
 }
 
 public enum BLASError: Error, CustomStringConvertible {

@@ -1,6 +1,7 @@
 // Double quantization of NF4 block constants, bit-exact with bitsandbytes 0.50.2 on CPU:
 // offset = torch's float32 mean of the absmax values, then blockwise 8-bit quantization of
 // (absmax - offset) with the signed dynamic map, blocks of 256, using bnb's native CPU rounding.
+import QLoRAKernels
 
 /// The result of double-quantizing one tensor's absmax values (FORMAT.md, "Double quantization").
 public struct DoubleQuantizedAbsmax: Sendable, Equatable {
@@ -152,7 +153,7 @@ public enum TorchFloat32Sum {
     static let lanes = 8
     static let grainSize = 32768
     /// torch's default thread count is the number of cores.
-    public static var defaultThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    public static var defaultThreads: Int { ProcessInfoCores.count }
 
     public static func sum(_ x: UnsafePointer<Float>, count: Int, threads: Int) -> Float {
         if count < grainSize || threads <= 1 { return 0 + innerSum(x, count: count) }
@@ -228,6 +229,3 @@ public enum TorchFloat32Sum {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
