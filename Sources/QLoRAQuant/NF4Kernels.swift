@@ -3,6 +3,7 @@
 // Each has a scalar twin in `Reference`; the fast loops are C (CQLoRAKernels, vectorized by
 // clang). Double quantization of the absmax values lives in DoubleQuant.swift.
 import CQLoRAKernels
+import QLoRAKernels
 
 /// Quantizes `count` values to NF4: one absmax per `blockSize` run, two codes per byte.
 ///
@@ -42,8 +43,8 @@ public func nf4Dequantize(
     NF4.code.withUnsafeBufferPointer { qlora_nf4_dequantize(out, packed, absmax, $0.baseAddress!, count, blockSize) }
 }
 
-/// Scalar twins of the kernels, written for clarity; tests check the fast paths against them.
-public enum Reference {
+/// Scalar twins of the NF4 kernels, written for clarity; tests check the fast paths against them.
+extension Reference {
     /// Scalar twin of `nf4Quantize`.
     @discardableResult
     public static func nf4Quantize(
