@@ -23,15 +23,18 @@ let package = Package(
         .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels", "CQLoRAKernels", "QLoRAIO"], exclude: ["FORMAT.md"]),
         .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
         .target(name: "QLoRAConvert", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
+        .target(name: "QLoRAModel", dependencies: ["QLoRAConvert", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         .executableTarget(
             name: "quantize",
             dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
         .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
+        .executableTarget(name: "matmul-bench", dependencies: ["QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

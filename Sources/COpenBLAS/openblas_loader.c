@@ -78,9 +78,16 @@ int qlora_blas_load(char *message, size_t capacity) {
     return load_status;
 }
 
+// Debian's pthreads OpenBLAS gives wrong results when two threads call sgemm at once (measured:
+// concurrent tests corrupted each other's products), so calls are serialized. Each call already
+// uses every core; the lock costs nothing measurable against a call's work.
+static pthread_mutex_t sgemm_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void qlora_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    pthread_mutex_lock(&sgemm_lock);
     sgemm_ptr(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    pthread_mutex_unlock(&sgemm_lock);
 }
 
 void qlora_blas_set_threads(int threads) { set_threads_ptr(threads); }

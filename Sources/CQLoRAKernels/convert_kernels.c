@@ -1,11 +1,6 @@
 // Conversion and error loops of the converter; see CQLoRAKernels.h.
 #include "CQLoRAKernels.h"
-
-#if defined(__x86_64__) && defined(__clang__)
-#define QLORA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QLORA_CLONES
-#endif
+#include "qlora_internal.h"
 
 QLORA_CLONES
 void qlora_round_to_float16(float *values, size_t count) {
@@ -42,4 +37,10 @@ void qlora_abs_error(const float *a, const float *b, size_t count, double *sum, 
     }
     *sum += total;
     *max = largest;
+}
+
+QLORA_CLONES
+void qlora_bfloat16_to_float(float *out, const uint16_t *in, size_t count) {
+    uint32_t *bits = (uint32_t *)out;
+    for (size_t i = 0; i < count; i++) bits[i] = (uint32_t)in[i] << 16;
 }

@@ -1,13 +1,8 @@
 // See CQLoRAKernels.h. Kept free of fast-math so every float operation is the IEEE one bnb does.
 #include "CQLoRAKernels.h"
+#include "qlora_internal.h"
 
 #include <string.h>
-
-#if defined(__x86_64__) && defined(__clang__)
-#define QLORA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QLORA_CLONES
-#endif
 
 // NF4 bucket boundaries (code[i] + code[i+1]) / 2 in float32; a value gets the count of those
 // strictly below it (torch.bucketize, right=False). Pinned to NF4.boundaries by a Swift test.
@@ -147,4 +142,42 @@ void qlora_nf4_dequantize_isa(int isa, float *out, const uint8_t *packed, const 
 void qlora_nf4_dequantize(float *out, const uint8_t *packed, const float *absmax, const float *code,
                           size_t count, size_t block_size) {
     qlora_nf4_dequantize_isa(qlora_best_isa(), out, packed, absmax, code, count, block_size);
+}
+
+// One value of an NF4 tensor, for the unaligned edges of a tile.
+static inline float nf4_value(const uint8_t *packed, const float *code, size_t i, float scale) {
+    const uint8_t byte = packed[i >> 1];
+    return code[(i & 1) ? (byte & 15) : (byte >> 4)] * scale;
+}
+
+void qlora_nf4_decode_tile(float *out, const uint8_t *packed, const uint8_t *scale_codes, const float *scale_values,
+                           float offset, const float *map, size_t nested_block, const float *code, size_t width,
+                           size_t row0, size_t rows, size_t col0, size_t cols, size_t block_size) {
+    enum { SCALES = 64 };  // block scales decoded per step, on the stack
+    float scales[SCALES];
+    for (size_t r = 0; r < rows; r++) {
+        size_t i = (row0 + r) * width + col0;
+        const size_t end = i + cols;
+        float *o = out + r * cols;
+        while (i < end) {
+            // Decode the scales of up to SCALES blocks starting at the block holding element i.
+            const size_t first = i / block_size;
+            const size_t stop = end < (first + SCALES) * block_size ? end : (first + SCALES) * block_size;
+            const size_t blocks = (stop - 1) / block_size - first + 1;
+            for (size_t b = 0; b < blocks; b++) {
+                scales[b] = scale_codes ? map[scale_codes[first + b]] * scale_values[(first + b) / nested_block] + offset
+                                        : scale_values[first + b];
+            }
+            // A head up to the first block boundary, element by element; then whole blocks.
+            size_t aligned = (first + 1) * block_size;
+            if (i % block_size == 0) aligned = i;
+            for (; i < aligned && i < stop; i++) *o++ = nf4_value(packed, code, i, scales[0]);
+            if (i < stop) {
+                const size_t n = stop - i;
+                qlora_nf4_dequantize(o, packed + i / 2, scales + (i / block_size - first), code, n, block_size);
+                o += n;
+                i = stop;
+            }
+        }
+    }
 }

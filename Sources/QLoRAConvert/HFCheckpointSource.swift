@@ -59,7 +59,7 @@ public final class HFCheckpointSource: WeightSource {
     }
 
     /// The safetensors files of the checkpoint: those the index names, or every *.safetensors.
-    static func shardFiles(directory: String) throws -> [String] {
+    public static func shardFiles(directory: String) throws -> [String] {
         let indexPath = directory + "/model.safetensors.index.json"
         if let data = FileManager.default.contents(atPath: indexPath) {
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],

@@ -14,6 +14,10 @@ public struct ModelShape: Sendable, Equatable {
     public var vocabSize: Int
     public var tiedEmbeddings: Bool
     public var attentionBias: Bool
+    /// Llama's `mlp_bias`: biases on gate, up and down projections.
+    public var mlpBias: Bool
+    public var rmsNormEps: Float
+    public var rope: RoPEConfig
 
     /// model_type values whose weights follow the Llama layout.
     public static let supportedModelTypes = ["llama", "qwen2", "mistral"]
@@ -39,9 +43,19 @@ public struct ModelShape: Sendable, Equatable {
         vocabSize = try int("vocab_size")
         tiedEmbeddings = (config["tie_word_embeddings"] as? Bool) ?? false
         attentionBias = (config["attention_bias"] as? Bool) ?? (type == "qwen2")
+        mlpBias = (config["mlp_bias"] as? Bool) ?? false
         guard kvHeads > 0, heads % kvHeads == 0 else {
             throw .badConfig(path: path, detail: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
         }
+        func number(_ key: String, in object: [String: Any] = config) -> Double? {
+            (object[key] as? Double) ?? (object[key] as? Int).map(Double.init)
+        }
+        rmsNormEps = Float(number("rms_norm_eps") ?? 1e-6)
+        // transformers 5 writes `rope_parameters` {rope_type, rope_theta, ...}; older configs have
+        // `rope_theta` and `rope_scaling` at the top level.
+        let parameters = config["rope_parameters"] as? [String: Any]
+        let theta = number("rope_theta") ?? parameters.flatMap { number("rope_theta", in: $0) } ?? 10_000
+        rope = try RoPEConfig(theta: theta, scaling: config["rope_scaling"] ?? parameters, path: path, number: number)
     }
 
     /// The Hugging Face names and shapes of every weight, in checkpoint order.
@@ -64,6 +78,11 @@ public struct ModelShape: Sendable, Equatable {
             list.append((p + "mlp.gate_proj.weight", [intermediateSize, hiddenSize]))
             list.append((p + "mlp.up_proj.weight", [intermediateSize, hiddenSize]))
             list.append((p + "mlp.down_proj.weight", [hiddenSize, intermediateSize]))
+            if mlpBias {
+                list.append((p + "mlp.gate_proj.bias", [intermediateSize]))
+                list.append((p + "mlp.up_proj.bias", [intermediateSize]))
+                list.append((p + "mlp.down_proj.bias", [hiddenSize]))
+            }
         }
         list.append(("model.norm.weight", [hiddenSize]))
         if !tiedEmbeddings { list.append(("lm_head.weight", [vocabSize, hiddenSize])) }
@@ -71,6 +90,51 @@ public struct ModelShape: Sendable, Equatable {
     }
 
     public var parameterCount: Int { tensorShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+}
+
+/// Rotary position embedding parameters (transformers `modeling_rope_utils`).
+public struct RoPEConfig: Sendable, Equatable {
+    public enum Scaling: Sendable, Equatable {
+        case none
+        /// Positions divided by `factor` (transformers "linear").
+        case linear(factor: Double)
+        /// Llama 3.1 frequency-dependent scaling (transformers `_compute_llama3_parameters`).
+        case llama3(factor: Double, lowFrequencyFactor: Double, highFrequencyFactor: Double, originalMaxPositions: Int)
+    }
+
+    public var theta: Double
+    public var scaling: Scaling
+
+    public init(theta: Double, scaling: Scaling = .none) {
+        self.theta = theta
+        self.scaling = scaling
+    }
+
+    init(theta: Double, scaling object: Any?, path: String,
+         number: (String, [String: Any]) -> Double?) throws(ConvertError) {
+        self.theta = theta
+        guard let object = object as? [String: Any] else {
+            scaling = .none
+            return
+        }
+        let kind = (object["rope_type"] as? String) ?? (object["type"] as? String) ?? "default"
+        func required(_ key: String) throws(ConvertError) -> Double {
+            guard let value = number(key, object), value > 0 else {
+                throw .badConfig(path: path, detail: "rope_scaling '\(kind)' needs a positive '\(key)'")
+            }
+            return value
+        }
+        switch kind {
+        case "default": scaling = .none
+        case "linear": scaling = .linear(factor: try required("factor"))
+        case "llama3":
+            scaling = .llama3(factor: try required("factor"), lowFrequencyFactor: try required("low_freq_factor"),
+                              highFrequencyFactor: try required("high_freq_factor"),
+                              originalMaxPositions: Int(try required("original_max_position_embeddings")))
+        default:
+            throw .badConfig(path: path, detail: "rope_scaling type '\(kind)' is not supported (supported: default, linear, llama3)")
+        }
+    }
 }
 
 /// Linear weights of the decoder layers are quantized; embeddings, lm_head, norms and biases are not

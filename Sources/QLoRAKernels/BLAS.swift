@@ -12,20 +12,25 @@ public enum BLAS {
         }
     }
 
-    /// `C = alpha * A op(B) + beta * C`, all row-major. `A` is (M, K); `B` is (N, K) when
-    /// `transposeB` else (K, N); `C` is (M, N). Overwrites `C` when `beta == 0`, accumulates otherwise.
+    /// `C = alpha * op(A) op(B) + beta * C`, all row-major. `op(A)` is (M, K): `A` is (M, K), or
+    /// (K, M) when `transposeA`; `op(B)` is (K, N): `B` is (N, K) when `transposeB`, else (K, N);
+    /// `C` is (M, N). Leading dimensions default to the dense row lengths; pass them to work on
+    /// sub-matrices. Overwrites `C` when `beta == 0`, accumulates otherwise.
     /// Loads OpenBLAS on first use; call `load()` first to handle a missing library as an error.
     /// - Precondition: OpenBLAS can be loaded; `C` does not alias `A` or `B`.
     public static func sgemm(
         _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-        m: Int, n: Int, k: Int, transposeB: Bool, alpha: Float = 1, beta: Float = 0
+        m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool, alpha: Float = 1, beta: Float = 0,
+        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil
     ) {
+        let lda = lda ?? (transposeA ? m : k), ldb = ldb ?? (transposeB ? k : n), ldc = ldc ?? n
         precondition(m > 0 && n > 0 && k > 0 && m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max))
+        precondition(lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n && max(lda, ldb, ldc) <= Int(Int32.max))
         precondition(qlora_blas_load(nil, 0) == 0, "OpenBLAS is not available: call BLAS.load() to get the reason")
+        let noTrans = Int32(QLORA_CBLAS_NO_TRANS), trans = Int32(QLORA_CBLAS_TRANS)
         qlora_sgemm(
-            Int32(QLORA_CBLAS_ROW_MAJOR), Int32(QLORA_CBLAS_NO_TRANS),
-            Int32(transposeB ? QLORA_CBLAS_TRANS : QLORA_CBLAS_NO_TRANS),
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(transposeB ? k : n), beta, c, Int32(n))
+            Int32(QLORA_CBLAS_ROW_MAJOR), transposeA ? trans : noTrans, transposeB ? trans : noTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// A line for verbose output: kernel family, where the choice came from, threads, build.

@@ -67,7 +67,11 @@ public enum FloatEncoding: String, Sendable, CaseIterable {
                 for i in 0..<count { out[i] = float16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
             }
         case .bfloat16:
-            for i in 0..<count { out[i] = bfloat16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
+            if Int(bitPattern: source) % 2 == 0 {
+                qlora_bfloat16_to_float(out, source.assumingMemoryBound(to: UInt16.self), count)
+            } else {
+                for i in 0..<count { out[i] = bfloat16BitsToFloat(source.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self)) }
+            }
         }
     }
 

@@ -30,6 +30,10 @@ public func parallelChunks(
     }
 }
 
+/// The `minimumChunk` for row-wise kernels: rows enough to hold about 32 K values, so that a chunk
+/// outweighs the cost of dispatching it and small inputs run inline.
+func rowsPerChunk(_ valuesPerRow: Int) -> Int { max(1, 32_768 / max(valuesPerRow, 1)) }
+
 /// The number of cores this process may run on.
 public enum ProcessInfoCores {
     public static let count: Int = {

@@ -59,6 +59,8 @@ public struct DoubleQuantizedAbsmax: Sendable, Equatable {
 /// Float32 bit patterns bnb 0.50.2 produces (tests check it against the reference fixture).
 public enum DynamicMap {
     public static let signed: [Float] = signedBits.map { Float(bitPattern: $0) }
+    /// `signed` at a fixed address for C kernels (allocated once, never freed).
+    nonisolated(unsafe) public static let signedPointer: UnsafePointer<Float> = permanentCopy(signed)
 
     static let signedBits: [UInt32] = [
         0xBF7E3333, 0xBF7A999A, 0xBF770000, 0xBF736666, 0xBF6FCCCD, 0xBF6C3333, 0xBF68999A, 0xBF650000,

@@ -11,6 +11,9 @@ public enum NF4 {
         0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
     ]
 
+    /// `code` at a fixed address for C kernels (allocated once, never freed).
+    nonisolated(unsafe) public static let codePointer: UnsafePointer<Float> = permanentCopy(code)
+
     /// Bucket boundaries `(code[i] + code[i+1]) / 2` in Float32 (bnb `_get_4bit_quantize_bounds`).
     /// A scaled value `s` gets the number of boundaries strictly below it (`torch.bucketize`,
     /// right=False), so a value exactly on a boundary takes the lower code.
@@ -26,3 +29,10 @@ public enum NF4 {
     public static let minimumAbsmax: Float = 1e-38
 }
 
+
+/// A copy of `values` at an address that stays valid for the life of the process.
+func permanentCopy(_ values: [Float]) -> UnsafePointer<Float> {
+    let pointer = UnsafeMutablePointer<Float>.allocate(capacity: values.count)
+    pointer.initialize(from: values, count: values.count)
+    return UnsafePointer(pointer)
+}

@@ -64,3 +64,4 @@ extension Float: FixedWidthIntegerOrFloat {}
 extension UInt16: FixedWidthIntegerOrFloat {}
 extension Int64: FixedWidthIntegerOrFloat {}
 extension UInt8: FixedWidthIntegerOrFloat {}
+extension Int32: FixedWidthIntegerOrFloat {}

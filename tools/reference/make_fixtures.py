@@ -8,53 +8,17 @@ that the Swift tests reproduce. Output: Tests/Fixtures/<group>/{data.bin, manife
 
 Run: /work/refvenv/bin/python tools/reference/make_fixtures.py   (see tools/reference/README.md)
 """
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import torch
+
+from fixture_writer import ROOT, FixtureWriter, check_versions
 
 PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2"}
 
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def check_versions():
-    found = {"torch": torch.__version__.split("+")[0], "bitsandbytes": bnb.__version__}
-    if found != PINNED:
-        sys.exit(f"make_fixtures.py needs {PINNED}, found {found}: install the pinned versions (tools/reference/README.md)")
-
-
-class FixtureWriter:
-    """Concatenates arrays into data.bin and records name -> dtype/shape/offset/bytes in manifest.json."""
-
-    def __init__(self, group, meta):
-        self.dir = os.path.join(ROOT, "Tests", "Fixtures", group)
-        os.makedirs(self.dir, exist_ok=True)
-        self.blob = bytearray()
-        self.entries = {}
-        self.meta = meta
-
-    def add(self, name, array):
-        array = np.ascontiguousarray(array)
-        assert name not in self.entries, name
-        self.entries[name] = {
-            "dtype": str(array.dtype), "shape": list(array.shape),
-            "offset": len(self.blob), "bytes": array.nbytes,
-        }
-        self.blob += array.tobytes()
-
-    def close(self):
-        with open(os.path.join(self.dir, "data.bin"), "wb") as f:
-            f.write(self.blob)
-        with open(os.path.join(self.dir, "manifest.json"), "w") as f:
-            json.dump({"meta": self.meta, "tensors": self.entries}, f, indent=1, sort_keys=True)
-        print(f"{self.dir}: {len(self.entries)} arrays, {len(self.blob)} bytes")
 
 
 MASK64 = (1 << 64) - 1
@@ -199,7 +163,7 @@ def tiny_checkpoints():
 
 
 def main():
-    check_versions()
+    check_versions("make_fixtures.py", PINNED)
     torch.set_num_threads(2)
     nf4_fixtures()
     torch_sum_fixtures()

@@ -1,0 +1,289 @@
+// A Llama-family decoder over frozen weights (NF4 or float) with LoRA adapters: the forward, the
+// hand-written backward of every op, a cross-entropy computed in row chunks so the (N, V) logits
+// never exist at once, and optional per-layer gradient checkpointing. All buffers are laid out
+// once for a (batch, seq) shape; a step allocates nothing.
+import CQLoRAKernels
+import QLoRAConvert
+import QLoRAKernels
+
+/// Shape-dependent choices fixed when the model is laid out.
+public struct ModelLayoutOptions: Sendable, Equatable {
+    public var batch: Int
+    public var seqLen: Int
+    /// Keep only each layer's input and recompute the rest of the layer in the backward.
+    public var gradientCheckpointing: Bool
+    /// Bytes of one chunk of logits (rows x vocab floats); at least one row.
+    public var logitsChunkBytes: Int
+    /// Floats of the scratch that frozen weight tiles are decoded into.
+    public var tileCapacity: Int
+
+    public init(batch: Int, seqLen: Int, gradientCheckpointing: Bool = false,
+                logitsChunkBytes: Int = 32 << 20, tileCapacity: Int = TileScratch.defaultCapacity) {
+        self.batch = batch
+        self.seqLen = seqLen
+        self.gradientCheckpointing = gradientCheckpointing
+        self.logitsChunkBytes = logitsChunkBytes
+        self.tileCapacity = tileCapacity
+    }
+}
+
+public final class LlamaModel: @unchecked Sendable {
+    public let weights: LlamaWeights
+    public let adapters: LoRAAdapters
+    public let options: ModelLayoutOptions
+    public let dims: ModelDimensions
+    /// Rows of logits per cross-entropy chunk.
+    public let chunkRows: Int
+    /// Bytes of the activation and scratch arenas (memory accounting).
+    public var activationBytes: Int { activationArena.byteCount }
+    public var workspaceBytes: Int { workspaceArena.byteCount + 4 * tiles.capacity }
+
+    private let eps: Float
+    private let activationArena: Arena
+    private let workspaceArena: Arena
+    private let tiles: TileScratch
+    /// layers[l]: saved activations of layer l; with checkpointing all share one working set.
+    private var layers: [LayerActivations]
+    /// (L + 1) residual-stream inputs with checkpointing (the last is the final layer's output);
+    /// without it, layer l+1's input doubles as layer l's output.
+    private let inputs: [UnsafeMutablePointer<Float>]
+    private let work: Workspace
+    private let ropeCos: [Float], ropeSin: [Float]
+    private let order: [Projection] = Projection.allCases
+
+    public init(weights: LlamaWeights, adapters: LoRAAdapters, options: ModelLayoutOptions) {
+        precondition(options.batch > 0 && options.seqLen > 0)
+        let shape = weights.shape
+        precondition(shape.headDim % 2 == 0, "RoPE needs an even head dimension")
+        self.weights = weights
+        self.adapters = adapters
+        self.options = options
+        eps = shape.rmsNormEps
+        let d = ModelDimensions(B: options.batch, T: options.seqLen, C: shape.hiddenSize, H: shape.heads, Hkv: shape.kvHeads,
+                                D: shape.headDim, F: shape.intermediateSize, V: shape.vocabSize, L: shape.layers)
+        dims = d
+        chunkRows = max(1, min(d.N, options.logitsChunkBytes / (4 * d.V)))
+        let savedWidths = Projection.allCases.compactMap { p in adapters.adapters.first?[p].map { (p, $0.savedWidth) } }
+
+        // Activations: L layer sets plus the final output, or with checkpointing L + 1 inputs and one set.
+        let sets = options.gradientCheckpointing ? 1 : d.L
+        var sizes = [Int](repeating: d.N * d.C, count: options.gradientCheckpointing ? d.L + 1 : 1)
+        for _ in 0..<sets { sizes += LayerActivations.sizes(d, savedWidths: savedWidths, withInput: !options.gradientCheckpointing) }
+        let arena = Arena(name: "activations", sizes: sizes)
+        activationArena = arena
+        if options.gradientCheckpointing {
+            inputs = (0...d.L).map { _ in arena.carve(d.N * d.C) }
+            layers = [LayerActivations(d, savedWidths: savedWidths, arena: arena, input: inputs[0])]
+        } else {
+            let final = arena.carve(d.N * d.C)
+            layers = (0..<d.L).map { _ in LayerActivations(d, savedWidths: savedWidths, arena: arena, input: nil) }
+            inputs = layers.map(\.input) + [final]
+        }
+        let attentionScratch = attentionScratchCount(batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
+        workspaceArena = Arena(name: "workspace", sizes: Workspace.sizes(d, attentionScratch: attentionScratch, chunkRows: chunkRows))
+        work = Workspace(d, attentionScratch: attentionScratch, chunkRows: chunkRows, arena: workspaceArena)
+        tiles = TileScratch(capacity: options.tileCapacity)
+        (ropeCos, ropeSin) = RoPETable.tables(positions: d.T, headDim: d.D, config: shape.rope)
+    }
+
+    // MARK: - Public entry points
+
+    /// Forward and backward of one batch: ACCUMULATES the adapters' gradients of
+    /// `lossScale * sum of token losses` (default scale 1 / target count: the mean).
+    /// - Parameter dropoutSeed: seeds the LoRA dropout masks of this step.
+    /// - Returns: the mean loss over the batch's targets (0 when there are none).
+    @discardableResult
+    public func forwardBackward(_ batch: TokenBatch, lossScale: Float? = nil, dropoutSeed: UInt64 = 0) -> Float {
+        let count = batch.targetCount
+        guard count > 0 else { return 0 }
+        let scale = lossScale ?? 1 / Float(count)
+        let context = Context(batch: batch, training: true, dropoutSeed: dropoutSeed)
+        embed(batch)
+        for l in 0..<dims.L { forwardLayer(l, context) }
+        let total = finalNormAndLoss(context, dLogitScale: scale)
+        // x_final -> model.norm -> lm_head: dResidual = d(norm) / d x_final
+        work.dResidual.update(repeating: 0, count: dims.N * dims.C)
+        rmsNormBackward(work.dResidual, work.dNorm, inputs[dims.L], weights.finalNorm, work.finalRstd, rows: dims.N, dim: dims.C)
+        for l in stride(from: dims.L - 1, through: 0, by: -1) {
+            if options.gradientCheckpointing { forwardLayer(l, context, recompute: true) }
+            backwardLayer(l, context)
+        }
+        return Float(total / Double(count))
+    }
+
+    /// The mean loss over the batch's targets, without gradients or dropout (evaluation).
+    public func loss(_ batch: TokenBatch) -> Float {
+        let count = batch.targetCount
+        guard count > 0 else { return 0 }
+        let context = Context(batch: batch, training: false, dropoutSeed: 0)
+        embed(batch)
+        for l in 0..<dims.L { forwardLayer(l, context) }
+        return Float(finalNormAndLoss(context, dLogitScale: nil) / Double(count))
+    }
+
+    /// All logits (N, V) of the batch into `out` (for tests and generation; N x V floats).
+    public func logits(_ batch: TokenBatch, into out: UnsafeMutablePointer<Float>) {
+        let context = Context(batch: batch, training: false, dropoutSeed: 0)
+        embed(batch)
+        for l in 0..<dims.L { forwardLayer(l, context) }
+        rmsNormForward(work.finalNorm, work.finalRstd, inputs[dims.L], weights.finalNorm, rows: dims.N, dim: dims.C, eps: eps)
+        frozenMatmulForward(out, work.finalNorm, weights.lmHead, rows: dims.N, scratch: tiles)
+    }
+
+    // MARK: - Forward
+
+    private struct Context {
+        let batch: TokenBatch
+        let training: Bool
+        let dropoutSeed: UInt64
+    }
+
+    private func checkShape(_ batch: TokenBatch) {
+        precondition(batch.batch == dims.B && batch.seqLen == dims.T, "the model is laid out for \(dims.B)x\(dims.T) batches")
+    }
+
+    /// inputs[0] = embedding rows of the tokens (frozen: no backward).
+    private func embed(_ batch: TokenBatch) {
+        checkShape(batch)
+        let V = dims.V, C = dims.C
+        precondition(batch.tokens.allSatisfy { $0 >= 0 && Int($0) < V }, "token id outside the vocabulary of \(V)")
+        let out = UnsafeSendable(inputs[0]), embedding = weights.embedding
+        batch.tokens.withUnsafeBufferPointer { tokens in
+            let ids = UnsafeSendable(tokens.baseAddress!)
+            parallelChunks(count: dims.N, minimumChunk: 64) { range in
+                for n in range {
+                    let id = Int(ids.raw[n])
+                    embedding.decodeRows(id..<id + 1, into: out.raw + n * C)
+                }
+            }
+        }
+    }
+
+    private func adapterContext(_ context: Context, layer: Int, projection: Projection) -> AdapterContext {
+        // A distinct, reproducible dropout stream per (step, layer, projection).
+        let stream = UInt64(layer * order.count + order.firstIndex(of: projection)!)
+        return AdapterContext(scratch: work.adapter1, scratch2: work.adapter2,
+                              dropoutSeed: context.dropoutSeed &* 0x9E37_79B9_7F4A_7C15 &+ stream &* 0xD1B5_4A32_D192_ED03,
+                              training: context.training)
+    }
+
+    /// y = x W^T + bias + adapter(x) for one projection of layer l; x (N, in), y (N, out).
+    private func project(_ p: Projection, layer l: Int, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                         _ context: Context) {
+        let w = weights.layers[l]
+        frozenMatmulForward(y, x, w[p], rows: dims.N, scratch: tiles)
+        if let bias = w.biases[p] { qlora_add_row_bias(y, bias, dims.N, w[p].rows) }
+        if let adapter = adapters.adapters[l][p] {
+            adapter.forward(y, x, saved: layers[options.gradientCheckpointing ? 0 : l].saved[p]!, rows: dims.N,
+                            context: adapterContext(context, layer: l, projection: p))
+        }
+    }
+
+    /// The layer's forward into its activation set. With `recompute` (checkpointing, in the
+    /// backward) it stops before down_proj, whose output the backward does not need (the backward
+    /// recomputes its input and its adapter's saved values).
+    private func forwardLayer(_ l: Int, _ context: Context, recompute: Bool = false) {
+        let d = dims, w = weights.layers[l]
+        var a = layers[options.gradientCheckpointing ? 0 : l]
+        a.input = inputs[l]
+        if options.gradientCheckpointing { layers[0].input = inputs[l] }
+        let output = inputs[l + 1]
+        let batch = context.batch
+        rmsNormForward(a.ln1, a.rstd1, a.input, w.attentionNorm, rows: d.N, dim: d.C, eps: eps)
+        project(.q, layer: l, a.q, a.ln1, context)
+        project(.k, layer: l, a.k, a.ln1, context)
+        project(.v, layer: l, a.v, a.ln1, context)
+        batch.positions.withUnsafeBufferPointer { positions in
+            ropeForward(a.q, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.H, headDim: d.D, maxPositions: d.T)
+            ropeForward(a.k, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.Hkv, headDim: d.D, maxPositions: d.T)
+        }
+        batch.segmentStarts.withUnsafeBufferPointer { starts in
+            attentionForward(a.att, a.lse, a.q, a.k, a.v, starts.baseAddress!, work.attention,
+                             batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
+        }
+        project(.o, layer: l, a.mid, a.att, context)
+        qlora_add(a.mid, a.input, d.N * d.C)
+        rmsNormForward(a.ln2, a.rstd2, a.mid, w.mlpNorm, rows: d.N, dim: d.C, eps: eps)
+        project(.gate, layer: l, a.gate, a.ln2, context)
+        project(.up, layer: l, a.up, a.ln2, context)
+        if recompute { return }
+        swigluForward(work.hidden, a.gate, a.up, count: d.N * d.F)
+        project(.down, layer: l, output, work.hidden, context)
+        qlora_add(output, a.mid, d.N * d.C)
+    }
+
+    /// model.norm, then the lm_head and cross entropy in chunks of rows. In training
+    /// (`dLogitScale` set) each chunk's logits become dLogits and work.dNorm gets d(loss)/d(norm output).
+    /// - Returns: the sum of the token losses.
+    private func finalNormAndLoss(_ context: Context, dLogitScale: Float?) -> Double {
+        let d = dims
+        rmsNormForward(work.finalNorm, work.finalRstd, inputs[d.L], weights.finalNorm, rows: d.N, dim: d.C, eps: eps)
+        var total: Double = 0
+        context.batch.targets.withUnsafeBufferPointer { targets in
+            for r0 in stride(from: 0, to: d.N, by: chunkRows) {
+                let rows = min(chunkRows, d.N - r0)
+                frozenMatmulForward(work.logits, work.finalNorm + r0 * d.C, weights.lmHead, rows: rows, scratch: tiles)
+                if let scale = dLogitScale {
+                    crossEntropyForwardBackward(work.logits, work.losses, targets.baseAddress! + r0, rows: rows, vocab: d.V, dLogitScale: scale)
+                    // logits = norm W^T  =>  dNorm = dLogits W
+                    frozenMatmulBackward(work.dNorm + r0 * d.C, work.logits, weights.lmHead, rows: rows, scratch: tiles)
+                } else {
+                    crossEntropyForward(work.losses, work.logits, targets.baseAddress! + r0, rows: rows, vocab: d.V)
+                }
+                for i in 0..<rows { total += Double(work.losses[i]) }
+            }
+        }
+        return total
+    }
+
+    // MARK: - Backward
+
+    /// dx (=, or += when `accumulate`) dy W for one projection, plus its adapter's gradients.
+    private func projectBackward(_ p: Projection, layer l: Int, dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
+                                 x: UnsafePointer<Float>, accumulate: Bool, _ context: Context) {
+        frozenMatmulBackward(dx, dy, weights.layers[l][p], rows: dims.N, scratch: tiles, accumulate: accumulate)
+        if let adapter = adapters.adapters[l][p] {
+            adapter.backward(dx, dy, x, saved: layers[options.gradientCheckpointing ? 0 : l].saved[p]!, rows: dims.N,
+                             context: adapterContext(context, layer: l, projection: p))
+        }
+    }
+
+    /// Given work.dResidual = d loss / d(layer output), replaces it by d loss / d(layer input) and
+    /// accumulates the layer's adapter gradients.
+    private func backwardLayer(_ l: Int, _ context: Context) {
+        let d = dims, w = weights.layers[l]
+        let a = layers[options.gradientCheckpointing ? 0 : l]
+        let batch = context.batch
+        let dRes = work.dResidual
+        // output = mid + down(hidden), hidden = swiglu(gate, up): dHidden = dRes W_down (+ adapter)
+        swigluForward(work.hidden, a.gate, a.up, count: d.N * d.F)
+        if options.gradientCheckpointing, let adapter = adapters.adapters[l][.down] {
+            adapter.recomputeSaved(work.hidden, saved: a.saved[.down]!, rows: d.N, context: adapterContext(context, layer: l, projection: .down))
+        }
+        projectBackward(.down, layer: l, dx: work.dHidden, dy: dRes, x: work.hidden, accumulate: false, context)
+        // gate and up become dGate and dUp in place
+        swigluBackward(a.gate, a.up, work.dHidden, a.gate, a.up, count: d.N * d.F)
+        // gate = ln2 Wg^T, up = ln2 Wu^T: dNorm = dGate Wg + dUp Wu
+        projectBackward(.gate, layer: l, dx: work.dNorm, dy: a.gate, x: a.ln2, accumulate: false, context)
+        projectBackward(.up, layer: l, dx: work.dNorm, dy: a.up, x: a.ln2, accumulate: true, context)
+        // ln2 = rmsnorm(mid): dRes (now d mid, the residual path) += rmsnorm'(dNorm)
+        rmsNormBackward(dRes, work.dNorm, a.mid, w.mlpNorm, a.rstd2, rows: d.N, dim: d.C)
+        // mid = input + o_proj(att): dAtt = dMid W_o
+        projectBackward(.o, layer: l, dx: work.dAtt, dy: dRes, x: a.att, accumulate: false, context)
+        // att = attention(q, k, v)
+        batch.segmentStarts.withUnsafeBufferPointer { starts in
+            attentionBackward(work.dq, work.dk, work.dv, work.dAtt, a.att, a.lse, a.q, a.k, a.v, starts.baseAddress!, work.attention,
+                              batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
+        }
+        // q = rope(ln1 Wq^T), k = rope(ln1 Wk^T)
+        batch.positions.withUnsafeBufferPointer { positions in
+            ropeBackward(work.dq, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.H, headDim: d.D, maxPositions: d.T)
+            ropeBackward(work.dk, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.Hkv, headDim: d.D, maxPositions: d.T)
+        }
+        projectBackward(.q, layer: l, dx: work.dNorm, dy: work.dq, x: a.ln1, accumulate: false, context)
+        projectBackward(.k, layer: l, dx: work.dNorm, dy: work.dk, x: a.ln1, accumulate: true, context)
+        projectBackward(.v, layer: l, dx: work.dNorm, dy: work.dv, x: a.ln1, accumulate: true, context)
+        // ln1 = rmsnorm(input): dRes (now d input) += rmsnorm'(dNorm)
+        rmsNormBackward(dRes, work.dNorm, a.input, w.attentionNorm, a.rstd1, rows: d.N, dim: d.C)
+    }
+}

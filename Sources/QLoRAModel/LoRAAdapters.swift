@@ -1,0 +1,119 @@
+// Every LoRA adapter of a model, their parameters and gradients each in one contiguous arena (so
+// the optimizer sees two flat vectors), PEFT's initialisation and PEFT's tensor names.
+import Foundation
+import QLoRAConvert
+import QLoRAIO
+import QLoRAKernels
+
+/// What to train and how (PEFT `LoraConfig` fields).
+public struct LoRAConfig: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Float
+    public var dropout: Float
+    /// rsLoRA: scale alpha / sqrt(r) instead of alpha / r.
+    public var useRSLoRA: Bool
+    public var targets: Set<Projection>
+    /// LoRA-FA: A stays at its initial value; only B is trained.
+    public var freezeA: Bool
+    public var seed: UInt64
+
+    public init(rank: Int = 16, alpha: Float = 32, dropout: Float = 0, useRSLoRA: Bool = false,
+                targets: Set<Projection> = Set(Projection.allCases), freezeA: Bool = false, seed: UInt64 = 0) {
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.useRSLoRA = useRSLoRA
+        self.targets = targets
+        self.freezeA = freezeA
+        self.seed = seed
+    }
+
+    /// PEFT `scaling`: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora.
+    public var scale: Float { useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+}
+
+public final class LoRAAdapters: @unchecked Sendable {
+    public let config: LoRAConfig
+    /// adapters[layer][projection]
+    public let adapters: [[Projection: LoRA]]
+    /// All parameters, then all gradients, in the order of `tensors`.
+    public let parameterCount: Int
+    public let values: UnsafeMutablePointer<Float>
+    public let gradients: UnsafeMutablePointer<Float>
+    /// PEFT key of each tensor ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"), in arena order.
+    public let tensors: [(key: String, tensor: AdapterTensor)]
+
+    /// Creates the adapters with PEFT's default initialisation: A ~ kaiming_uniform(a = sqrt(5)),
+    /// i.e. U(-1/sqrt(in), 1/sqrt(in)) (torch.nn.init), drawn from SplitMix64(seed); B = 0.
+    public init(shape: ModelShape, config: LoRAConfig) {
+        precondition(config.rank > 0 && !config.targets.isEmpty)
+        self.config = config
+        let C = shape.hiddenSize, F = shape.intermediateSize
+        let q = shape.heads * shape.headDim, kv = shape.kvHeads * shape.headDim
+        let outIn: [Projection: (Int, Int)] = [.q: (q, C), .k: (kv, C), .v: (kv, C), .o: (C, q), .gate: (F, C), .up: (F, C), .down: (C, F)]
+        let ordered = Projection.allCases.filter(config.targets.contains)
+        let perLayer = ordered.reduce(0) { total, p in total + config.rank * (outIn[p]!.0 + outIn[p]!.1) }
+        parameterCount = perLayer * shape.layers
+        values = .allocate(capacity: parameterCount)
+        gradients = .allocate(capacity: parameterCount)
+        values.initialize(repeating: 0, count: parameterCount)
+        gradients.initialize(repeating: 0, count: parameterCount)
+        var random = SplitMix64(seed: config.seed)
+        var offset = 0
+        var adapters: [[Projection: LoRA]] = []
+        var tensors: [(String, AdapterTensor)] = []
+        for layer in 0..<shape.layers {
+            var row: [Projection: LoRA] = [:]
+            for projection in ordered {
+                let (out, inFeatures) = outIn[projection]!
+                let a = values + offset, dA = gradients + offset
+                offset += config.rank * inFeatures
+                let b = values + offset, dB = gradients + offset
+                offset += out * config.rank
+                let bound = 1 / Float(inFeatures).squareRoot()
+                for i in 0..<config.rank * inFeatures {
+                    a[i] = (Float(random.next() >> 40) * 0x1p-24 * 2 - 1) * bound
+                }
+                let lora = LoRA(inFeatures: inFeatures, outFeatures: out, rank: config.rank, scale: config.scale,
+                                dropout: config.dropout, freezeA: config.freezeA, a: a, b: b, dA: dA, dB: dB)
+                row[projection] = lora
+                let prefix = "base_model.model.model.layers.\(layer).\(projection.modulePath)."
+                for tensor in lora.parameters { tensors.append((prefix + tensor.role + ".weight", tensor)) }
+            }
+            adapters.append(row)
+        }
+        self.adapters = adapters
+        self.tensors = tensors
+    }
+
+    deinit {
+        values.deallocate()
+        gradients.deallocate()
+    }
+
+    public func zeroGradients() { gradients.update(repeating: 0, count: parameterCount) }
+
+    /// Replaces the values with those of a PEFT adapter file (`adapter_model.safetensors`); every
+    /// tensor of this set must be present with the same shape, in F32, F16 or BF16.
+    public func load(peftFile path: String) throws(ModelError) {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(path: path) } catch { throw .file(path: path, detail: "\(error)") }
+        for (key, tensor) in tensors {
+            // PEFT saves without the adapter name; some tools keep ".default".
+            guard let entry = file.tensor(named: key) ?? file.tensor(named: key.replacingOccurrences(of: ".weight", with: ".default.weight")) else {
+                throw .tensor(path: path, tensor: key, detail: "missing; the adapter was made for other target modules or another model")
+            }
+            guard entry.shape == tensor.shape else {
+                throw .tensor(path: path, tensor: key, detail: "shape \(entry.shape), expected \(tensor.shape) (rank or model differs)")
+            }
+            let encoding: FloatEncoding
+            switch entry.dtype {
+            case .F32: encoding = .float32
+            case .F16: encoding = .float16
+            case .BF16: encoding = .bfloat16
+            default: throw .tensor(path: path, tensor: key, detail: "dtype \(entry.dtype.rawValue); expected F32, F16 or BF16")
+            }
+            encoding.decode(tensor.values, file.data(of: entry), count: tensor.count)
+        }
+    }
+}
