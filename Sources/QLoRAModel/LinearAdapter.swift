@@ -10,6 +10,13 @@ public struct AdapterContext {
     public var dropoutSeed: UInt64
     /// False during evaluation: no dropout.
     public var training: Bool
+
+    public init(scratch: UnsafeMutablePointer<Float>, scratch2: UnsafeMutablePointer<Float>, dropoutSeed: UInt64, training: Bool) {
+        self.scratch = scratch
+        self.scratch2 = scratch2
+        self.dropoutSeed = dropoutSeed
+        self.training = training
+    }
 }
 
 /// A trainable update added to a frozen linear layer's output, `y = x W^T + delta(x)`.

@@ -68,8 +68,9 @@ struct AttentionTests {
                                     batch: s.batch, seqLen: s.seqLen, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim)
 
         for (name, actual, expected, tolerance) in [("out", fast.out, out, Tolerance.forward), ("lse", fast.lse, lse, .forward),
-                                                    ("dq", fast.dq, dq, .gradient), ("dk", fast.dk, dk, .gradient),
-                                                    ("dv", fast.dv, dv, .gradient)] {
+                                                    ("dq", fast.dq, dq, .attentionGradient),
+                                                    ("dk", fast.dk, dk, .attentionGradient),
+                                                    ("dv", fast.dv, dv, .attentionGradient)] {
             let check = compare(actual, expected, tolerance)
             #expect(check.passed, "\(s) \(name): \(check)")
         }
