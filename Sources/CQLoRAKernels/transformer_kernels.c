@@ -305,7 +305,7 @@ void qlora_attention_backward_group(float *dq, float *dk, float *dv, const float
             const float lse_t = lse[g * T + t];
             for (size_t s = s0; s < s1; s++) {
                 p[s] = qlora_expf(p[s] - lse_t);
-                ds[s] = p[s] * (ds[s] - dt * 1.0001f);
+                ds[s] = p[s] * (ds[s] - dt);
             }
             weighted_rows(dq + row, ds, k, ldkv, s0, s1, D, scale);  // dq_t = scale * sum_s dS[s] k_s
             add_outer(dk, ds, qt, ldkv, s0, s1, D);                  // dk_s += dS[s] q_t (scaled below)

@@ -14,6 +14,8 @@ public final class SyntheticSource: WeightSource {
 
     /// Architectures `--synthetic` knows by name, as Hugging Face config fields.
     nonisolated(unsafe) public static let presets: [String: [String: Any]] = [
+        // The small shape of the training benchmarks (../shared/MACHINE.md): 58 M parameters.
+        "llama-small": llama(hidden: 512, intermediate: 1376, layers: 8, heads: 8, kvHeads: 8, vocab: 32000),
         "llama-125m": llama(hidden: 768, intermediate: 2048, layers: 12, heads: 12, kvHeads: 12, vocab: 32000),
         "llama-1b": llama(hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256, tied: true,
                           ropeTheta: 500000, extra: ["rope_scaling": ["rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,

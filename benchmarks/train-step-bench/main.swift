@@ -1,0 +1,108 @@
+// One full QLoRA training step (forward, backward, AdamW) of a random NF4 model in a Llama shape,
+// timed over several steps: tokens/s, model GFLOP/s against the sgemm ceiling, peak RSS. The model
+// is made once by `quantize --synthetic` into a cache directory. tools/bench_peft_step.py runs the
+// same configuration through PyTorch + PEFT for the comparison (benchmarks/README.md).
+// Usage: train-step-bench [--shape llama-small|tinyllama-1.1b|...] [--batch 4] [--seq 256] [--rank 16]
+//                         [--alpha 32] [--steps 8] [--warmup 2] [--checkpointing] [--cache DIR]
+import Foundation
+import QLoRAConvert
+import QLoRAKernels
+import QLoRAModel
+
+#if DEBUG
+FileHandle.standardError.write(Data("train-step-bench: build with -c release; debug timings mean nothing\n".utf8))
+exit(2)
+#else
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("train-step-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+func option(_ name: String, _ fallback: String) -> String {
+    guard let index = CommandLine.arguments.firstIndex(of: name), index + 1 < CommandLine.arguments.count else { return fallback }
+    return CommandLine.arguments[index + 1]
+}
+
+/// VmRSS or VmHWM of this process, in bytes.
+func status(_ field: String) -> Int {
+    let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+    return 0
+}
+
+let shapeName = option("--shape", "llama-small")
+let batchSize = Int(option("--batch", "4"))!, seqLen = Int(option("--seq", "256"))!
+let rank = Int(option("--rank", "16"))!, alpha = Float(option("--alpha", "32"))!
+let steps = Int(option("--steps", "8"))!, warmup = Int(option("--warmup", "2"))!
+let checkpointing = CommandLine.arguments.contains("--checkpointing")
+let cache = option("--cache", NSTemporaryDirectory() + "qlora-bench")
+do { try BLAS.load() } catch { fail("\(error)") }
+
+let modelDirectory = cache + "/" + shapeName + "-nf4"
+if !FileManager.default.fileExists(atPath: modelDirectory) {
+    FileHandle.standardError.write(Data("making \(modelDirectory) (quantize --synthetic \(shapeName) --seed 1)\n".utf8))
+    do {
+        _ = try Converter.convert(try SyntheticSource(architecture: shapeName, seed: 1), options: ConvertOptions(output: modelDirectory))
+    } catch { fail("\(error)") }
+}
+let rssBeforeLoad = status("VmRSS")
+let weights: LlamaWeights
+do { weights = try LlamaWeights(directory: modelDirectory) } catch { fail("\(error)") }
+let shape = weights.shape
+let adapters = LoRAAdapters(shape: shape, config: LoRAConfig(rank: rank, alpha: alpha, seed: 1))
+let model = LlamaModel(weights: weights, adapters: adapters,
+                       options: ModelLayoutOptions(batch: batchSize, seqLen: seqLen, gradientCheckpointing: checkpointing))
+var random = SplitMix64(seed: 7)
+let tokens = (0..<batchSize * seqLen).map { _ in Int32(random.next() % UInt64(shape.vocabSize)) }
+var targets = tokens.dropFirst().map { $0 } + [TokenBatch.ignore]
+for row in 1..<batchSize { targets[row * seqLen - 1] = TokenBatch.ignore }
+let batch = TokenBatch(batch: batchSize, seqLen: seqLen, tokens: tokens, targets: targets)
+var m = [Float](repeating: 0, count: adapters.parameterCount), v = m
+let rssBeforeLoop = status("VmRSS")
+
+var times: [Double] = [], losses: [Float] = []
+for step in 1...(warmup + steps) {
+    let start = DispatchTime.now().uptimeNanoseconds
+    adapters.zeroGradients()
+    losses.append(model.forwardBackward(batch))
+    adamWStep(adapters.values, adapters.gradients, &m, &v, count: adapters.parameterCount, step: step, config: AdamWConfig(learningRate: 1e-4))
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    if step > warmup { times.append(seconds) }
+    FileHandle.standardError.write(Data(String(format: "step %d: %.3f s, loss %.4f\n", step, seconds, losses.last!).utf8))
+}
+guard losses.allSatisfy(\.isFinite) else { fail("non-finite loss") }
+let median = times.sorted()[times.count / 2]
+let n = Double(batchSize * seqLen)
+
+// Model math per step (multiply-adds x 2), stated so PyTorch's figure can be computed the same way:
+// frozen linears and lm_head: forward + input gradient = 4 N P (+ 2 N P_recomputed with checkpointing,
+// where the recompute skips down_proj); LoRA: forward 2 N P_lora, backward 4 N P_lora; causal
+// attention: forward 2 B H T^2 D (QK^T and PV on the causal half), backward 2.5x that.
+let C = shape.hiddenSize, F = shape.intermediateSize, L = shape.layers, V = shape.vocabSize
+let hd = shape.heads * shape.headDim, kvd = shape.kvHeads * shape.headDim
+let linearParameters = Double(L * (2 * C * hd + 2 * C * kvd + 3 * C * F))
+let recomputed = checkpointing ? Double(L * (2 * C * hd + 2 * C * kvd + 2 * C * F)) : 0
+let attentionForward = Double(L) * 2 * Double(batchSize * shape.heads * seqLen * seqLen * shape.headDim)
+let flops = 4 * n * (linearParameters + Double(V * C)) + 2 * n * recomputed + 6 * n * Double(adapters.parameterCount)
+    + attentionForward * (3.5 + (checkpointing ? 1 : 0))
+
+let result: [String: Any] = [
+    "benchmark": "train-step-bench", "shape": shapeName, "batch": batchSize, "seq": seqLen, "rank": rank, "alpha": Double(alpha),
+    "targets": "all seven projections", "base": "nf4 (double quant)", "gradient_checkpointing": checkpointing,
+    "steps_timed": steps, "warmup": warmup, "step_seconds_median": median, "step_seconds_min": times.min()!, "step_seconds_max": times.max()!,
+    "tokens_per_s": n / median, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
+    "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
+    "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
+    "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": status("VmHWM"),
+    "threads": ProcessInfoCores.count, "blas": BLAS.describe(),
+]
+let json = try! JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
+FileHandle.standardOutput.write(json)
+FileHandle.standardOutput.write(Data("\n".utf8))
+FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step, %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
+    shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, flops / median / 1e9,
+    Double(status("VmHWM")) / 1048576).utf8))
+#endif
