@@ -1,13 +1,8 @@
 // Small elementwise loops of the model (residual adds, biases, LoRA dropout); see CQLoRAKernels.h.
 #include "CQLoRAKernels.h"
+#include "qlora_internal.h"
 
 #include <math.h>
-
-#if defined(__x86_64__) && defined(__clang__)
-#define QLORA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QLORA_CLONES
-#endif
 
 QLORA_CLONES
 void qlora_add(float *y, const float *x, size_t count) {

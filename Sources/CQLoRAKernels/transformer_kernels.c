@@ -183,7 +183,8 @@ void qlora_cross_entropy_forward(float *losses, const float *logits, const int32
 size_t qlora_attention_scratch_floats(size_t T, size_t D) { return 2 * D * pad16(T) + 2 * pad16(T); }
 
 // dst (D, Tp) = src (T rows of stride ld, D values each) transposed; padding columns are zeroed.
-QLORA_INLINE void transpose_rows(float *restrict dst, const float *restrict src, size_t T, size_t Tp, size_t D, size_t ld) {
+QLORA_INLINE void transpose_rows(float *restrict dst, const float *restrict src, size_t T, size_t Tp, size_t D,
+                                 size_t ld) {
     for (size_t s = 0; s < T; s++)
         for (size_t d = 0; d < D; d++) dst[d * Tp + s] = src[s * ld + d];
     for (size_t d = 0; d < D; d++)
@@ -207,7 +208,7 @@ QLORA_INLINE void dot_block(float *restrict out, const float *restrict x, const 
 // out[s] = scale * (x . y_s) for s in [lo, hi), both multiples of 16, hi <= Tp; yT is (D, Tp).
 // Blocks of 64 keys give four independent accumulator chains.
 QLORA_INLINE void dot_keys(float *restrict out, const float *restrict x, const float *restrict yT, size_t Tp, size_t D,
-                     float scale, size_t lo, size_t hi) {
+                           float scale, size_t lo, size_t hi) {
     size_t s = lo;
     for (; s + 64 <= hi; s += 64) dot_block(out + s, x, yT + s, Tp, D, scale, 64);
     for (; s < hi; s += 16) dot_block(out + s, x, yT + s, Tp, D, scale, 16);
@@ -241,14 +242,14 @@ QLORA_INLINE void add_outer_d(float *restrict rows, const float *restrict c, con
 // The per-row loops above with D a constant for Llama's head sizes (64, 128): fully unrolled,
 // register-resident. One dispatch point each.
 QLORA_INLINE void weighted_rows(float *restrict out, const float *restrict p, const float *restrict rows, size_t ld,
-                          size_t lo, size_t hi, size_t D, float scale) {
+                                size_t lo, size_t hi, size_t D, float scale) {
     if (D == 64) weighted_rows_d(out, p, rows, ld, lo, hi, 64, scale);
     else if (D == 128) weighted_rows_d(out, p, rows, ld, lo, hi, 128, scale);
     else weighted_rows_d(out, p, rows, ld, lo, hi, D, scale);
 }
 
-QLORA_INLINE void add_outer(float *restrict rows, const float *restrict c, const float *restrict x, size_t ld, size_t lo,
-                      size_t hi, size_t D) {
+QLORA_INLINE void add_outer(float *restrict rows, const float *restrict c, const float *restrict x, size_t ld,
+                            size_t lo, size_t hi, size_t D) {
     if (D == 64) add_outer_d(rows, c, x, ld, lo, hi, 64);
     else if (D == 128) add_outer_d(rows, c, x, ld, lo, hi, 128);
     else add_outer_d(rows, c, x, ld, lo, hi, D);

@@ -78,9 +78,10 @@ public func attentionBackward(
         let (b, kv) = item.quotientAndRemainder(dividingBy: Hkv)
         let h0 = kv * group
         let qRows = b * T * H * D + h0 * D, kvRows = b * T * Hkv * D + kv * D
-        qlora_attention_backward_group(dq.raw + qRows, dk.raw + kvRows, dv.raw + kvRows, dOut.raw + qRows, out.raw + qRows,
-                                       lse.raw + (b * H + h0) * T, q.raw + qRows, k.raw + kvRows, v.raw + kvRows,
-                                       segmentStart.raw + b * T, scratch.raw + slot * slice, T, D, group, H * D, Hkv * D)
+        qlora_attention_backward_group(dq.raw + qRows, dk.raw + kvRows, dv.raw + kvRows, dOut.raw + qRows,
+                                       out.raw + qRows, lse.raw + (b * H + h0) * T, q.raw + qRows, k.raw + kvRows,
+                                       v.raw + kvRows, segmentStart.raw + b * T, scratch.raw + slot * slice, T, D, group,
+                                       H * D, Hkv * D)
     }
 }
 
@@ -101,7 +102,8 @@ private func checkSegments(_ segmentStart: UnsafePointer<Int32>, batch: Int, seq
 /// its own `slot` (scratch slice) below `min(cores, items)`: worker `w` takes items w, w + workers, ...
 /// Work below about 64 K multiply-adds runs inline on one worker.
 private func forEachAttentionItem(
-    _ items: Int, batch: Int, seqLen: Int, heads: Int, headDim: Int, _ body: @Sendable (_ item: Int, _ slot: Int) -> Void
+    _ items: Int, batch: Int, seqLen: Int, heads: Int, headDim: Int,
+    _ body: @Sendable (_ item: Int, _ slot: Int) -> Void
 ) {
     let work = batch * heads * seqLen * (seqLen + 1) / 2 * headDim
     let workers = work < 1 << 16 ? 1 : min(ProcessInfoCores.count, items)

@@ -40,7 +40,8 @@ public func crossEntropyForward(
     let logits = UnsafeSendable(logits), losses = UnsafeSendable(losses), targets = UnsafeSendable(targets)
     parallelChunks(count: rows, minimumChunk: rowsPerChunk(vocab)) { range in
         let first = range.lowerBound
-        qlora_cross_entropy_forward(losses.raw + first, logits.raw + first * vocab, targets.raw + first, range.count, vocab)
+        qlora_cross_entropy_forward(losses.raw + first, logits.raw + first * vocab, targets.raw + first, range.count,
+                                    vocab)
     }
 }
 

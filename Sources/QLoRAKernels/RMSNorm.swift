@@ -17,15 +17,18 @@ public func rmsNormForward(
     _ weight: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float
 ) {
     precondition(rows >= 0 && dim > 0 && eps >= 0)
-    let out = UnsafeSendable(out), rstd = UnsafeSendable(rstd), inp = UnsafeSendable(inp), weight = UnsafeSendable(weight)
+    let out = UnsafeSendable(out), rstd = UnsafeSendable(rstd)
+    let inp = UnsafeSendable(inp), weight = UnsafeSendable(weight)
     parallelChunks(count: rows, minimumChunk: rowsPerChunk(dim)) { range in
         let first = range.lowerBound
-        qlora_rmsnorm_forward(out.raw + first * dim, rstd.raw + first, inp.raw + first * dim, weight.raw, range.count, dim, eps)
+        qlora_rmsnorm_forward(out.raw + first * dim, rstd.raw + first, inp.raw + first * dim, weight.raw, range.count, dim,
+                              eps)
     }
 }
 
 /// RMSNorm backward with respect to the input:
-/// `dInp[r,i] += rstd[r] * weight[i] * dOut[r,i] - inp[r,i] * rstd[r]^3 / dim * sum_j weight[j] * dOut[r,j] * inp[r,j]`.
+/// `dInp[r,i] += rstd[r] * weight[i] * dOut[r,i]`
+///              `- inp[r,i] * rstd[r]^3 / dim * sum_j weight[j] * dOut[r,j] * inp[r,j]`.
 /// **Accumulates** into `dInp` (the residual stream's gradient), so the caller zeroes it first if needed.
 /// - Parameters:
 ///   - dInp: `(rows, dim)`, accumulated. Must not alias any input.
@@ -73,7 +76,8 @@ extension Reference {
             for j in 0..<dim { dot += weight[j] * dOut[r * dim + j] * inp[r * dim + j] }
             let s = rstd[r]
             for i in 0..<dim {
-                dInp[r * dim + i] += s * weight[i] * dOut[r * dim + i] - inp[r * dim + i] * s * s * s / Double(dim) * dot
+                let x = inp[r * dim + i]
+                dInp[r * dim + i] += s * weight[i] * dOut[r * dim + i] - x * s * s * s / Double(dim) * dot
             }
         }
     }

@@ -37,9 +37,11 @@ private func rope(
 ) {
     precondition(rows >= 0 && heads > 0 && headDim > 0 && headDim % 2 == 0 && maxPositions > 0)
     for r in 0..<rows {
-        precondition(positions[r] >= 0 && Int(positions[r]) < maxPositions, "position \(positions[r]) of row \(r) out of range")
+        precondition(positions[r] >= 0 && Int(positions[r]) < maxPositions,
+                     "position \(positions[r]) of row \(r) is not in 0..<\(maxPositions)")
     }
-    let x = UnsafeSendable(x), positions = UnsafeSendable(positions), cos = UnsafeSendable(cos), sin = UnsafeSendable(sin)
+    let x = UnsafeSendable(x), positions = UnsafeSendable(positions)
+    let cos = UnsafeSendable(cos), sin = UnsafeSendable(sin)
     let width = heads * headDim
     parallelChunks(count: rows, minimumChunk: rowsPerChunk(width)) { range in
         let first = range.lowerBound
