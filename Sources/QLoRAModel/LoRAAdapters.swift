@@ -46,7 +46,7 @@ public final class LoRAAdapters: @unchecked Sendable {
     /// Creates the adapters with PEFT's default initialisation: A ~ kaiming_uniform(a = sqrt(5)),
     /// i.e. U(-1/sqrt(in), 1/sqrt(in)) (torch.nn.init), drawn from SplitMix64(seed); B = 0.
     public init(shape: ModelShape, config: LoRAConfig) {
-        precondition(config.rank > 0 && !config.targets.isEmpty)
+        precondition(config.rank > 0)
         self.config = config
         let C = shape.hiddenSize, F = shape.intermediateSize
         let q = shape.heads * shape.headDim, kv = shape.kvHeads * shape.headDim
