@@ -8,7 +8,9 @@ public final class TileScratch: @unchecked Sendable {
     public let capacity: Int
     let pointer: UnsafeMutablePointer<Float>
 
-    /// - Parameter capacity: Float32 values a tile may hold (default 1 Mi values, 4 MiB).
+    /// - Parameter capacity: Float32 values a tile may hold (default 4 Mi values, 16 MiB: smaller
+    ///   tiles cut the products into more sgemm calls, each re-reading its output; measured in
+    ///   benchmarks/README.md).
     public init(capacity: Int = TileScratch.defaultCapacity) {
         precondition(capacity >= 64)
         self.capacity = capacity
@@ -17,7 +19,7 @@ public final class TileScratch: @unchecked Sendable {
 
     deinit { pointer.deallocate() }
 
-    public static let defaultCapacity = 1 << 20
+    public static let defaultCapacity = 1 << 22
 }
 
 /// How a weight of (rows, cols) is cut into tiles of at most `capacity` values.
@@ -33,7 +35,7 @@ public struct TileShape: Equatable, Sendable {
 
     /// For `X W^T`: strips of `stripWidth` columns (a multiple of 64, one NF4 block per row piece)
     /// and as many rows as fit. Whole-row tiles would make sgemm re-pack all of X for every tile.
-    public static func forward(rows: Int, cols: Int, capacity: Int, stripWidth: Int = 512) -> TileShape {
+    public static func forward(rows: Int, cols: Int, capacity: Int, stripWidth: Int = 1024) -> TileShape {
         let width = min(cols, stripWidth)
         return TileShape(rows: min(rows, max(1, capacity / width)), cols: width)
     }

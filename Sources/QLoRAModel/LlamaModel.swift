@@ -12,13 +12,14 @@ public struct ModelLayoutOptions: Sendable, Equatable {
     public var seqLen: Int
     /// Keep only each layer's input and recompute the rest of the layer in the backward.
     public var gradientCheckpointing: Bool
-    /// Bytes of one chunk of logits (rows x vocab floats); at least one row.
+    /// Bytes of one chunk of logits (rows x vocab floats); at least one row. Larger chunks make
+    /// the lm_head's products faster (benchmarks/README.md) at the cost of memory.
     public var logitsChunkBytes: Int
     /// Floats of the scratch that frozen weight tiles are decoded into.
     public var tileCapacity: Int
 
     public init(batch: Int, seqLen: Int, gradientCheckpointing: Bool = false,
-                logitsChunkBytes: Int = 32 << 20, tileCapacity: Int = TileScratch.defaultCapacity) {
+                logitsChunkBytes: Int = 64 << 20, tileCapacity: Int = TileScratch.defaultCapacity) {
         self.batch = batch
         self.seqLen = seqLen
         self.gradientCheckpointing = gradientCheckpointing
@@ -239,9 +240,13 @@ public final class LlamaModel: @unchecked Sendable {
     // MARK: - Backward
 
     /// dx (=, or += when `accumulate`) dy W for one projection, plus its adapter's gradients.
+    /// Without `inputGradient` only the adapter's parameter gradients are wanted: the frozen
+    /// product is skipped and dx is left meaningless.
     private func projectBackward(_ p: Projection, layer l: Int, dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
-                                 x: UnsafePointer<Float>, accumulate: Bool, _ context: Context) {
-        frozenMatmulBackward(dx, dy, weights.layers[l][p], rows: dims.N, scratch: tiles, accumulate: accumulate)
+                                 x: UnsafePointer<Float>, accumulate: Bool, inputGradient: Bool = true, _ context: Context) {
+        if inputGradient {
+            frozenMatmulBackward(dx, dy, weights.layers[l][p], rows: dims.N, scratch: tiles, accumulate: accumulate)
+        }
         if let adapter = adapters.adapters[l][p] {
             adapter.backward(dx, dy, x, saved: layers[options.gradientCheckpointing ? 0 : l].saved[p]!, rows: dims.N,
                              context: adapterContext(context, layer: l, projection: p))
@@ -280,10 +285,12 @@ public final class LlamaModel: @unchecked Sendable {
             ropeBackward(work.dq, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.H, headDim: d.D, maxPositions: d.T)
             ropeBackward(work.dk, positions.baseAddress!, ropeCos, ropeSin, rows: d.N, heads: d.Hkv, headDim: d.D, maxPositions: d.T)
         }
-        projectBackward(.q, layer: l, dx: work.dNorm, dy: work.dq, x: a.ln1, accumulate: false, context)
-        projectBackward(.k, layer: l, dx: work.dNorm, dy: work.dk, x: a.ln1, accumulate: true, context)
-        projectBackward(.v, layer: l, dx: work.dNorm, dy: work.dv, x: a.ln1, accumulate: true, context)
+        // The first layer's input is the frozen embedding: no gradient flows further.
+        let inputGradient = l > 0
+        projectBackward(.q, layer: l, dx: work.dNorm, dy: work.dq, x: a.ln1, accumulate: false, inputGradient: inputGradient, context)
+        projectBackward(.k, layer: l, dx: work.dNorm, dy: work.dk, x: a.ln1, accumulate: true, inputGradient: inputGradient, context)
+        projectBackward(.v, layer: l, dx: work.dNorm, dy: work.dv, x: a.ln1, accumulate: true, inputGradient: inputGradient, context)
         // ln1 = rmsnorm(input): dRes (now d input) += rmsnorm'(dNorm)
-        rmsNormBackward(dRes, work.dNorm, a.input, w.attentionNorm, a.rstd1, rows: d.N, dim: d.C)
+        if inputGradient { rmsNormBackward(dRes, work.dNorm, a.input, w.attentionNorm, a.rstd1, rows: d.N, dim: d.C) }
     }
 }

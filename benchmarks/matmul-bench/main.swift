@@ -25,6 +25,7 @@ func option(_ name: String) -> String? {
 }
 
 let allGroups: [String: [(out: Int, in: Int)]] = [
+    "small": [(512, 512), (1376, 512), (512, 1376), (32000, 512)],
     "smollm2": [(576, 576), (192, 576), (1536, 576), (576, 1536)],
     "tinyllama": [(2048, 2048), (256, 2048), (5632, 2048), (2048, 5632)],
     "llama7b": [(4096, 4096), (11008, 4096), (4096, 11008)],
@@ -33,7 +34,7 @@ let groups = (option("--groups") ?? "smollm2,tinyllama,llama7b").split(separator
 let rowCounts = (option("--rows") ?? "256,512,1024,2048").split(separator: ",").map { Int($0)! }
 let runs = Int(option("--runs") ?? "5")!
 let capacity = Int(option("--tile-capacity") ?? "\(TileScratch.defaultCapacity)")!
-let stripWidth = Int(option("--strip-width") ?? "512")!
+let stripWidth = Int(option("--strip-width") ?? "1024")!
 do { try BLAS.load() } catch { fail("\(error)") }
 
 /// Median wall time of `runs` calls after one warm-up call.

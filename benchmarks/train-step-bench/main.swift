@@ -4,6 +4,7 @@
 // same configuration through PyTorch + PEFT for the comparison (benchmarks/README.md).
 // Usage: train-step-bench [--shape llama-small|tinyllama-1.1b|...] [--batch 4] [--seq 256] [--rank 16]
 //                         [--alpha 32] [--steps 8] [--warmup 2] [--checkpointing] [--cache DIR]
+//                         [--targets all|q_proj,v_proj,...] [--logits-chunk-mib 64]
 import Foundation
 import QLoRAConvert
 import QLoRAKernels
@@ -38,6 +39,9 @@ let batchSize = Int(option("--batch", "4"))!, seqLen = Int(option("--seq", "256"
 let rank = Int(option("--rank", "16"))!, alpha = Float(option("--alpha", "32"))!
 let steps = Int(option("--steps", "8"))!, warmup = Int(option("--warmup", "2"))!
 let checkpointing = CommandLine.arguments.contains("--checkpointing")
+let targetNames = option("--targets", "all")
+let loraTargets = targetNames == "all" ? Set(Projection.allCases) : Set(targetNames.split(separator: ",").compactMap { Projection(rawValue: String($0)) })
+if targetNames != "all" && loraTargets.count != targetNames.split(separator: ",").count { fail("--targets: unknown projection in \(targetNames)") }
 let cache = option("--cache", NSTemporaryDirectory() + "qlora-bench")
 do { try BLAS.load() } catch { fail("\(error)") }
 
@@ -52,9 +56,10 @@ let rssBeforeLoad = status("VmRSS")
 let weights: LlamaWeights
 do { weights = try LlamaWeights(directory: modelDirectory) } catch { fail("\(error)") }
 let shape = weights.shape
-let adapters = LoRAAdapters(shape: shape, config: LoRAConfig(rank: rank, alpha: alpha, seed: 1))
+let adapters = LoRAAdapters(shape: shape, config: LoRAConfig(rank: rank, alpha: alpha, targets: loraTargets, seed: 1))
 let model = LlamaModel(weights: weights, adapters: adapters,
-                       options: ModelLayoutOptions(batch: batchSize, seqLen: seqLen, gradientCheckpointing: checkpointing))
+                       options: ModelLayoutOptions(batch: batchSize, seqLen: seqLen, gradientCheckpointing: checkpointing,
+                                                   logitsChunkBytes: Int(option("--logits-chunk-mib", "64"))! << 20))
 var random = SplitMix64(seed: 7)
 let tokens = (0..<batchSize * seqLen).map { _ in Int32(random.next() % UInt64(shape.vocabSize)) }
 var targets = tokens.dropFirst().map { $0 } + [TokenBatch.ignore]
@@ -74,6 +79,14 @@ for step in 1...(warmup + steps) {
     FileHandle.standardError.write(Data(String(format: "step %d: %.3f s, loss %.4f\n", step, seconds, losses.last!).utf8))
 }
 guard losses.allSatisfy(\.isFinite) else { fail("non-finite loss") }
+// The forward alone (evaluation), for the split of the step's time.
+var forwardTimes: [Double] = []
+for _ in 0..<3 {
+    let start = DispatchTime.now().uptimeNanoseconds
+    _ = model.loss(batch)
+    forwardTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+}
+let forwardMedian = forwardTimes.sorted()[1]
 let median = times.sorted()[times.count / 2]
 let n = Double(batchSize * seqLen)
 
@@ -91,9 +104,9 @@ let flops = 4 * n * (linearParameters + Double(V * C)) + 2 * n * recomputed + 6 
 
 let result: [String: Any] = [
     "benchmark": "train-step-bench", "shape": shapeName, "batch": batchSize, "seq": seqLen, "rank": rank, "alpha": Double(alpha),
-    "targets": "all seven projections", "base": "nf4 (double quant)", "gradient_checkpointing": checkpointing,
+    "targets": targetNames, "base": "nf4 (double quant)", "gradient_checkpointing": checkpointing,
     "steps_timed": steps, "warmup": warmup, "step_seconds_median": median, "step_seconds_min": times.min()!, "step_seconds_max": times.max()!,
-    "tokens_per_s": n / median, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
+    "tokens_per_s": n / median, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
     "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
     "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
     "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": status("VmHWM"),
@@ -102,7 +115,7 @@ let result: [String: Any] = [
 let json = try! JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
 FileHandle.standardOutput.write(json)
 FileHandle.standardOutput.write(Data("\n".utf8))
-FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step, %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
-    shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, flops / median / 1e9,
+FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step (forward alone %.3f s), %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
+    shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, forwardMedian, flops / median / 1e9,
     Double(status("VmHWM")) / 1048576).utf8))
 #endif
