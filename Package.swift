@@ -34,9 +34,10 @@ let package = Package(
             dependencies: ["QLoRAModel", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
-        .executableTarget(name: "quantize-bench", dependencies: ["QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
-        .executableTarget(name: "train-step-bench", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
-        .executableTarget(name: "matmul-bench", dependencies: ["QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
+        .target(name: "BenchmarkSupport", dependencies: ["QLoRAKernels"], path: "benchmarks/BenchmarkSupport"),
+        .executableTarget(name: "quantize-bench", dependencies: ["BenchmarkSupport", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
+        .executableTarget(name: "train-step-bench", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAConvert", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
+        .executableTarget(name: "matmul-bench", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),

@@ -1,28 +1,17 @@
 // NF4 matmul (decode a tile of the frozen weight into scratch, then sgemm) against dense sgemm on
-// the same shapes, forward `Y = X W^T` and backward `dX = dY W`, on the projections of SmolLM2-135M,
-// TinyLlama-1.1B and Llama-7B at M = 256..2048 rows. Each NF4 result is first checked against
+// the same shapes, forward `Y = X W^T` and backward `dX = dY W`, on the projections (and lm_head) of
+// the small training shape, SmolLM2-135M, TinyLlama-1.1B and Llama-7B at M = 256..2048 rows. Each NF4 result is first checked against
 // sgemm on the dequantized weight. Output: one JSON object on stdout, a line per case on stderr.
-// Usage: matmul-bench [--groups smollm2,tinyllama,llama7b] [--rows 256,512,1024,2048] [--runs 5]
-//                     [--tile-capacity VALUES] [--strip-width COLUMNS]
+// Usage: matmul-bench [--groups small,smollm2,tinyllama,llama7b] [--rows 256,512,1024,2048] [--runs 5]
+//                     [--tile-capacity FLOATS] [--strip-width COLUMNS]
+import BenchmarkSupport
 import Foundation
 import QLoRAKernels
 import QLoRAModel
 import QLoRAQuant
 
-#if DEBUG
-FileHandle.standardError.write(Data("matmul-bench: build with -c release; debug timings mean nothing\n".utf8))
-exit(2)
-#else
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("matmul-bench: \(message)\n".utf8))
-    exit(1)
-}
-
-func option(_ name: String) -> String? {
-    guard let index = CommandLine.arguments.firstIndex(of: name), index + 1 < CommandLine.arguments.count else { return nil }
-    return CommandLine.arguments[index + 1]
-}
+nonisolated(unsafe) let bench = Benchmark("matmul-bench")
+func fail(_ message: String) -> Never { bench.fail(message) }
 
 let allGroups: [String: [(out: Int, in: Int)]] = [
     "small": [(512, 512), (1376, 512), (512, 1376), (32000, 512)],
@@ -30,24 +19,14 @@ let allGroups: [String: [(out: Int, in: Int)]] = [
     "tinyllama": [(2048, 2048), (256, 2048), (5632, 2048), (2048, 5632)],
     "llama7b": [(4096, 4096), (11008, 4096), (4096, 11008)],
 ]
-let groups = (option("--groups") ?? "smollm2,tinyllama,llama7b").split(separator: ",").map(String.init)
-let rowCounts = (option("--rows") ?? "256,512,1024,2048").split(separator: ",").map { Int($0)! }
-let runs = Int(option("--runs") ?? "5")!
-let capacity = Int(option("--tile-capacity") ?? "\(TileScratch.defaultCapacity)")!
-let stripWidth = Int(option("--strip-width") ?? "1024")!
+let groups = bench.option("--groups", "small,smollm2,tinyllama,llama7b").split(separator: ",").map(String.init)
+let rowCounts = bench.option("--rows", "256,512,1024,2048").split(separator: ",").compactMap { Int($0) }
+let runs = bench.intOption("--runs", 5)
+let capacity = bench.intOption("--tile-capacity", TileScratch.defaultCapacity)
+let stripWidth = bench.intOption("--strip-width", 1024)
 do { try BLAS.load() } catch { fail("\(error)") }
 
-/// Median wall time of `runs` calls after one warm-up call.
-func median(_ body: () -> Void) -> Double {
-    body()
-    var times: [Double] = []
-    for _ in 0..<runs {
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-    return times.sorted()[runs / 2]
-}
+func median(_ body: () -> Void) -> Double { medianSeconds(runs: runs, body) }
 
 func normals(_ count: Int, seed: UInt64, std: Float) -> UnsafeMutablePointer<Float> {
     let pointer = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -124,12 +103,4 @@ for group in groups {
         weights.deallocate()
     }
 }
-let commit = (try? String(contentsOfFile: ".git/HEAD", encoding: .utf8)) ?? ""
-let output: [String: Any] = [
-    "benchmark": "matmul-bench", "threads": ProcessInfoCores.count, "blas": BLAS.describe(),
-    "tile_capacity_floats": capacity, "runs": runs, "results": records, "git_head": commit.trimmingCharacters(in: .whitespacesAndNewlines),
-]
-let json = try! JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
-FileHandle.standardOutput.write(json)
-FileHandle.standardOutput.write(Data("\n".utf8))
-#endif
+bench.report(["tile_capacity_floats": capacity, "strip_width": stripWidth, "runs": runs, "results": records])

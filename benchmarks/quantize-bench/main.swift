@@ -2,14 +2,12 @@
 // Llama-7B, the same shapes and operations as tools/bench_bnb.py measures for bitsandbytes, plus
 // sgemm with the OpenBLAS kernels our loader picks. Every result is first checked against the
 // scalar Reference kernels. Output: one JSON object on stdout.
+import BenchmarkSupport
 import Foundation
 import QLoRAKernels
 import QLoRAQuant
 
-#if DEBUG
-FileHandle.standardError.write(Data("quantize-bench: build with -c release; debug timings mean nothing\n".utf8))
-exit(2)
-#else
+nonisolated(unsafe) let bench = Benchmark("quantize-bench")
 
 let groups: [String: [(Int, Int)]] = [
     "smollm2": [(576, 576), (1536, 576), (576, 1536), (192, 576)],
@@ -20,17 +18,7 @@ let order = ["smollm2", "tinyllama", "llama7b"]
 let runs = 7
 
 /// Median wall time of `runs` calls after two warm-up calls.
-func median(_ body: () -> Void) -> Double {
-    body()
-    body()
-    var times: [Double] = []
-    for _ in 0..<runs {
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-    return times.sorted()[runs / 2]
-}
+func median(_ body: () -> Void) -> Double { medianSeconds(runs: runs, warmup: 2, body) }
 
 /// Normal(0, 0.02) values (the distribution tools/bench_bnb.py uses).
 func normals(_ count: Int, seed: UInt64) -> [Float] {
@@ -40,10 +28,7 @@ func normals(_ count: Int, seed: UInt64) -> [Float] {
     }
 }
 
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("quantize-bench: \(message)\n".utf8))
-    exit(1)
-}
+func fail(_ message: String) -> Never { bench.fail(message) }
 
 var records: [[String: Any]] = []
 for group in order {
@@ -94,26 +79,4 @@ for (m, n, k) in [(1024, 2048, 2048), (1024, 4096, 4096)] {
     FileHandle.standardError.write(Data(String(format: "sgemm %dx%dx%d: %.1f GFLOP/s\n", m, n, k, 2 * Double(m * n * k) / seconds / 1e9).utf8))
 }
 
-@inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
-
-func commandOutput(_ arguments: [String]) -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try? process.run()
-    process.waitUntilExit()
-    return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-}
-
-let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
-    .first { $0.hasPrefix("model name") }.map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) } ?? "?"
-let report: [String: Any] = [
-    "tool": "swift-qlora quantize-bench", "commit": commandOutput(["git", "rev-parse", "--short", "HEAD"]),
-    "cpu": cpu, "threads": ProcessInfoCores.count, "blas": BLAS.describe(), "runs": runs,
-    "records": records, "sgemm": sgemm,
-]
-let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-print(String(decoding: data, as: UTF8.self))
-#endif
+bench.report(["runs": runs, "records": records, "sgemm": sgemm])

@@ -5,40 +5,22 @@
 // Usage: train-step-bench [--shape llama-small|tinyllama-1.1b|...] [--batch 4] [--seq 256] [--rank 16]
 //                         [--alpha 32] [--steps 8] [--warmup 2] [--checkpointing] [--cache DIR]
 //                         [--targets all|q_proj,v_proj,...] [--logits-chunk-mib 64]
+import BenchmarkSupport
 import Foundation
 import QLoRAConvert
 import QLoRAKernels
 import QLoRAModel
 
-#if DEBUG
-FileHandle.standardError.write(Data("train-step-bench: build with -c release; debug timings mean nothing\n".utf8))
-exit(2)
-#else
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("train-step-bench: \(message)\n".utf8))
-    exit(1)
-}
-
-func option(_ name: String, _ fallback: String) -> String {
-    guard let index = CommandLine.arguments.firstIndex(of: name), index + 1 < CommandLine.arguments.count else { return fallback }
-    return CommandLine.arguments[index + 1]
-}
-
-/// VmRSS or VmHWM of this process, in bytes.
-func status(_ field: String) -> Int {
-    let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
-    return 0
-}
+nonisolated(unsafe) let bench = Benchmark("train-step-bench")
+func fail(_ message: String) -> Never { bench.fail(message) }
+func option(_ name: String, _ fallback: String) -> String { bench.option(name, fallback) }
+func status(_ field: String) -> Int { processStatusBytes(field) }
 
 let shapeName = option("--shape", "llama-small")
 let batchSize = Int(option("--batch", "4"))!, seqLen = Int(option("--seq", "256"))!
 let rank = Int(option("--rank", "16"))!, alpha = Float(option("--alpha", "32"))!
 let steps = Int(option("--steps", "8"))!, warmup = Int(option("--warmup", "2"))!
-let checkpointing = CommandLine.arguments.contains("--checkpointing")
+let checkpointing = bench.flag("--checkpointing")
 let targetNames = option("--targets", "all")
 let loraTargets = targetNames == "all" ? Set(Projection.allCases) : Set(targetNames.split(separator: ",").compactMap { Projection(rawValue: String($0)) })
 if targetNames != "all" && loraTargets.count != targetNames.split(separator: ",").count { fail("--targets: unknown projection in \(targetNames)") }
@@ -80,13 +62,7 @@ for step in 1...(warmup + steps) {
 }
 guard losses.allSatisfy(\.isFinite) else { fail("non-finite loss") }
 // The forward alone (evaluation), for the split of the step's time.
-var forwardTimes: [Double] = []
-for _ in 0..<3 {
-    let start = DispatchTime.now().uptimeNanoseconds
-    _ = model.loss(batch)
-    forwardTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-}
-let forwardMedian = forwardTimes.sorted()[1]
+let forwardMedian = medianSeconds(runs: 3, warmup: 0) { blackHole(model.loss(batch)) }
 let median = times.sorted()[times.count / 2]
 let n = Double(batchSize * seqLen)
 
@@ -103,19 +79,15 @@ let flops = 4 * n * (linearParameters + Double(V * C)) + 2 * n * recomputed + 6 
     + attentionForward * (3.5 + (checkpointing ? 1 : 0))
 
 let result: [String: Any] = [
-    "benchmark": "train-step-bench", "shape": shapeName, "batch": batchSize, "seq": seqLen, "rank": rank, "alpha": Double(alpha),
+    "shape": shapeName, "batch": batchSize, "seq": seqLen, "rank": rank, "alpha": Double(alpha),
     "targets": targetNames, "base": "nf4 (double quant)", "gradient_checkpointing": checkpointing,
     "steps_timed": steps, "warmup": warmup, "step_seconds_median": median, "step_seconds_min": times.min()!, "step_seconds_max": times.max()!,
     "tokens_per_s": n / median, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
     "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
     "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
     "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": status("VmHWM"),
-    "threads": ProcessInfoCores.count, "blas": BLAS.describe(),
 ]
-let json = try! JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
-FileHandle.standardOutput.write(json)
-FileHandle.standardOutput.write(Data("\n".utf8))
+bench.report(result)
 FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step (forward alone %.3f s), %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
     shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, forwardMedian, flops / median / 1e9,
     Double(status("VmHWM")) / 1048576).utf8))
-#endif
