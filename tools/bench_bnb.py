@@ -19,15 +19,15 @@ Rates: quantize GB/s of fp32 input (4*n bytes / s), quantize M params/s, dequant
 torch threads default to the number of cores (os.cpu_count()).
 """
 import argparse
-import json
-import logging
 import os
-import platform
 import statistics
 import sys
 import time
 
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from refstack import check_versions, cpu_model, loadavg, quiet_reference_stack, warn_if_busy, write_json  # noqa: E402
+
+quiet_reference_stack()
 
 PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2"}
 
@@ -36,24 +36,6 @@ GROUPS = {
     "tinyllama": [(2048, 2048), (5632, 2048), (2048, 5632), (256, 2048)],
     "llama7b": [(4096, 4096), (11008, 4096), (4096, 11008)],
 }
-
-
-def check_versions(allow_other):
-    import importlib.metadata as md
-    bad = []
-    for pkg, want in PINNED.items():
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            bad.append(f"{pkg} not installed")
-            continue
-        if v.split("+")[0] != want:
-            bad.append(f"{pkg} {v} (want {want})")
-    if bad:
-        msg = "reference stack version mismatch: " + "; ".join(bad)
-        if not allow_other:
-            sys.exit("error: " + msg + " (use /work/refvenv/bin/python, or --allow-other-versions)")
-        print("warning: " + msg, file=sys.stderr)
 
 
 def parse_shapes(s):
@@ -80,24 +62,6 @@ def parse_shapes(s):
     return uniq
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def loadavg():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
 def timeit(fn, warmup, runs):
     for _ in range(warmup):
         fn()
@@ -121,7 +85,7 @@ def main():
     ap.add_argument("--no-nodq", action="store_true", help="skip the compress_statistics=False variant")
     ap.add_argument("--allow-other-versions", action="store_true")
     args = ap.parse_args()
-    check_versions(args.allow_other_versions)
+    check_versions(PINNED, args.allow_other_versions)
 
     import torch
     import bitsandbytes as bnb
@@ -132,10 +96,7 @@ def main():
     common = {"torch": torch.__version__, "bitsandbytes": bnb.__version__, "threads": torch.get_num_threads(),
               "cpu": cpu_model(), "cores": os.cpu_count(), "blocksize": 64, "quant_type": "nf4",
               "runs": args.runs, "warmup": args.warmup}
-    la = loadavg()
-    if la > 0.5:
-        print(f"WARNING: 1-minute load average is {la:.2f} before starting: other processes are using the "
-              f"CPU, timings will be noisy", file=sys.stderr)
+    warn_if_busy()
     print(f"torch {common['torch']}, bitsandbytes {common['bitsandbytes']}, {common['threads']} threads, "
           f"{common['cpu']}")
     print(f"{'shape':>12} {'n':>10} | {'quant s':>8} {'GB/s':>6} {'Mpar/s':>7} | {'q-noDQ s':>8} {'Mpar/s':>7} "
@@ -185,10 +146,7 @@ def main():
               flush=True)
         del w, packed, qs, out
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, records, indent=2)
 
 
 if __name__ == "__main__":

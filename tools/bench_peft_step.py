@@ -70,7 +70,6 @@ Output: one line per setting on stdout, and with --json OUT a file like benchmar
 """
 import argparse
 import json
-import logging
 import os
 import platform
 import resource
@@ -80,11 +79,11 @@ import sys
 import tempfile
 import time
 
-# bitsandbytes' "kernels-community" warning at import (optional hub kernel) and hub access.
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from refstack import (check_versions, cpu_model, loadavg, package_versions,  # noqa: E402
+                      quiet_reference_stack, warn_if_busy, write_json)
+
+quiet_reference_stack()
 
 PINNED = {"torch": "2.15.0", "transformers": "5.23.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"}
 
@@ -102,44 +101,9 @@ GiB = 1024 ** 3
 
 
 # ---------------------------------------------------------------- helpers
-def check_versions(allow_other):
-    import importlib.metadata as md
-    bad = []
-    for pkg, want in PINNED.items():
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            bad.append(f"{pkg} not installed (want {want})")
-            continue
-        if v.split("+")[0] != want:
-            bad.append(f"{pkg} {v} (want {want})")
-    if bad:
-        msg = "reference stack version mismatch: " + "; ".join(bad)
-        if not allow_other:
-            sys.exit("error: " + msg + " (use /work/refvenv/bin/python, or --allow-other-versions)")
-        print("warning: " + msg, file=sys.stderr)
-
-
 def versions():
-    import importlib.metadata as md
-    out = {"python": platform.python_version()}
-    for pkg in ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors"]:
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return {"python": platform.python_version(),
+            **package_versions(["torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors"])}
 
 
 def proc_status():
@@ -169,13 +133,6 @@ def reset_peak_rss():
 def ru_maxrss_bytes():
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
-
-
-def loadavg():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
 
 
 def make_config(shape, seq_len):
@@ -355,7 +312,7 @@ def main():
     if args.run_setting:
         return run_setting(args)
 
-    check_versions(args.allow_other_versions)
+    check_versions(PINNED, args.allow_other_versions)
     settings = []
     for s in args.setting or ["all"]:
         for part in s.split(","):
@@ -369,10 +326,7 @@ def main():
     settings = list(dict.fromkeys(settings))
 
     vers = versions()
-    la = loadavg()
-    if la is not None and la > 0.5:
-        print(f"WARNING: 1-minute load average is {la:.2f} before starting: other processes are using the "
-              f"CPU, timings will be noisy", file=sys.stderr)
+    warn_if_busy()
     fl = flops_per_token(args.shape, args.seq_len)
     print(f"torch {vers['torch']}, transformers {vers['transformers']}, peft {vers['peft']}, bitsandbytes "
           f"{vers['bitsandbytes']}; {args.threads} threads; {cpu_model()}")
@@ -429,10 +383,7 @@ def main():
                                  "process (one process per setting)"},
             "records": records,
         }
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, doc, indent=1)
     if any("error" in r for r in records):
         sys.exit(1)
 

@@ -47,17 +47,15 @@ Memory: one float32 copy of the source model plus the 4-bit model are held at on
 """
 import argparse
 import json
-import logging
 import math
 import os
 import sys
 import time
 
-# Silence bitsandbytes' "kernels-community" warning at import (optional hub kernel).
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # GGUF de-quantization progress bars
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from refstack import check_versions, quiet_reference_stack  # noqa: E402
+
+quiet_reference_stack()
 
 PINNED = {
     "torch": "2.15.0",
@@ -67,28 +65,6 @@ PINNED = {
     "tokenizers": None,
     "gguf": "0.19.0",
 }
-
-
-def check_versions(allow_other):
-    import importlib.metadata as md
-    bad = []
-    found = {}
-    for pkg, want in PINNED.items():
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            bad.append(f"{pkg} not installed (want {want or 'any'})")
-            continue
-        found[pkg] = v
-        if want and v.split("+")[0] != want:
-            bad.append(f"{pkg} {v} (want {want})")
-    if bad:
-        msg = "reference stack version mismatch: " + "; ".join(bad)
-        if allow_other:
-            print("WARNING: " + msg, file=sys.stderr)
-        else:
-            sys.exit("error: " + msg + " (use /work/refvenv/bin/python, or --allow-other-versions)")
-    return found
 
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -119,7 +95,7 @@ args = ap.parse_args()
 if not args.quantized and not args.write_reference:
     ap.error("give --quantized DIR (or --write-reference OUT_DIR)")
 
-versions = check_versions(args.allow_other_versions)
+versions = check_versions(PINNED, args.allow_other_versions)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

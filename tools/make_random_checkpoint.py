@@ -34,6 +34,9 @@ import zlib
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from refstack import check_versions  # noqa: E402
+
 SHAPES = {
     # name: hidden, intermediate, layers, heads, kv_heads, vocab, tie, max_pos, rope_theta, rms_eps
     "llama-7b": (4096, 11008, 32, 32, 32, 32000, False, 4096, 10000.0, 1e-5),
@@ -51,25 +54,6 @@ DTYPES = {"float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16", 2)}
 CHUNK_ELEMS = 16 * 1024 * 1024  # 64 MiB of float32 per generation step
 
 PINNED = {"tokenizers": "0.23.3"}  # config.json mimics transformers 5.23.0 (checked against it)
-
-
-def check_versions(needed, allow_other):
-    """The reference stack this script was tested with (/work/refvenv)."""
-    import importlib.metadata as md
-    bad = []
-    for pkg in needed:
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            bad.append(f"{pkg} not installed")
-            continue
-        if v.split("+")[0] != PINNED[pkg]:
-            bad.append(f"{pkg} {v} (want {PINNED[pkg]})")
-    if bad:
-        msg = "reference stack version mismatch: " + "; ".join(bad)
-        if not allow_other:
-            sys.exit("error: " + msg + " (use /work/refvenv/bin/python, or --allow-other-versions)")
-        print("warning: " + msg, file=sys.stderr)
 
 
 CHATML_TEMPLATE = (
@@ -232,7 +216,7 @@ def main():
         sys.exit(f"error: hidden {h} must be divisible by heads {heads}, and heads by kv heads {kv}")
 
     needed = ["tokenizers"] if args.tokenizer == "bytes" and not args.tokenizer_from else []
-    check_versions(needed, args.allow_other_versions)
+    check_versions({pkg: PINNED[pkg] for pkg in needed}, args.allow_other_versions)
 
     out = args.output
     os.makedirs(out, exist_ok=True)

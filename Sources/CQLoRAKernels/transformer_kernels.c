@@ -174,85 +174,102 @@ void qlora_cross_entropy_forward(float *losses, const float *logits, const int32
 
 // MARK: Attention
 //
-// One work item is a (batch, head) for the forward and a (batch, kv head) for the backward. Keys
-// (and values, in the backward) of the item's kv head are transposed into scratch as (D, Tp), so
-// the scores of consecutive keys are vector FMAs across keys. Only keys seg_start[t] <= s <= t are
-// used; scores are computed for whole 16-key blocks around that range (the extra ones are ignored).
-// Scratch per item: kT (D, Tp) | vT (D, Tp) | row0 (Tp) | row1 (Tp) floats, Tp = T rounded up to 16.
+// One work item is a (batch, head) for the forward and a (batch, kv head) for the backward. The
+// item's keys and values are first copied into scratch, zero-padded to Tp = T rounded up to 16 rows
+// and Dp = D rounded up to 16 columns: transposed as (Dp, Tp) where consecutive keys are the
+// vector lanes (scores), and as rows (Tp, Dp) where head dims are the lanes (weighted sums). Queries
+// are then taken QB rows at a time: their scores against the keys [lo, hi) any row of the block may
+// see (lo, hi multiples of 16) form a (QB, Tp) tile, and every product below is a tile_4xW register
+// block, so each vector loaded feeds 4 FMAs. Probabilities of masked keys (s < seg_start[t] or
+// s > t) inside a tile are set to exactly 0, so they add nothing to any sum.
 
-size_t qlora_attention_scratch_floats(size_t T, size_t D) { return 2 * D * pad16(T) + 2 * pad16(T); }
+enum { QB = 16 };  // query rows per block
 
-// dst (D, Tp) = src (T rows of stride ld, D values each) transposed; padding columns are zeroed.
-QLORA_INLINE void transpose_rows(float *restrict dst, const float *restrict src, size_t T, size_t Tp, size_t D,
-                                 size_t ld) {
-    for (size_t s = 0; s < T; s++)
+// Row stride of key-indexed buffers: T rounded up to 16 plus one spare 16-float block, so that rows
+// of the transposed keys are not a power of two apart (which would map them to the same L1 sets).
+QLORA_INLINE size_t key_stride(size_t T) { return pad16(T) + 16; }
+
+// Scratch per item, in floats, Tp = pad16(T), Dp = pad16(D):
+//   keysT (Dp, Tp) | valuesT (Dp, Tp) | keys (Tp, Dp) | values (Tp, Dp) | dkeys (Tp, Dp)
+//   | dvalues (Tp, Dp) | probs (QB, Tp) | dscores (QB, Tp) | qb (QB, Dp) | gb (QB, Dp) | ob (QB, Dp)
+// The forward uses keysT, values, probs, qb and ob; the backward all but values.
+size_t qlora_attention_scratch_floats(size_t T, size_t D) {
+    const size_t Tp = key_stride(T), Dp = pad16(D);
+    return 6 * Tp * Dp + 2 * QB * Tp + 3 * QB * Dp;
+}
+
+// dst (Dp, Tp) = src (T rows of stride ld, D values each) transposed, zero-padded. Scalar on
+// purpose: vectorized, the strided stores become scatters, several times slower on Zen 4.
+QLORA_INLINE void copy_transposed(float *restrict dst, const float *restrict src, size_t T, size_t Tp, size_t D,
+                                  size_t Dp, size_t ld) {
+    memset(dst, 0, Dp * Tp * sizeof(float));
+    for (size_t s = 0; s < T; s++) {
+#pragma clang loop vectorize(disable)
         for (size_t d = 0; d < D; d++) dst[d * Tp + s] = src[s * ld + d];
-    for (size_t d = 0; d < D; d++)
-        for (size_t s = T; s < Tp; s++) dst[d * Tp + s] = 0;
-}
-
-// out[j] = scale * sum_d x[d] * yT[d * Tp + j] for j < W. W is a constant at each call, so the
-// accumulators stay in vector registers.
-QLORA_INLINE void dot_block(float *restrict out, const float *restrict x, const float *restrict yT, size_t Tp,
-                            size_t D, float scale, size_t W) {
-    float acc[64];
-    for (size_t j = 0; j < W; j++) acc[j] = 0;
-    for (size_t d = 0; d < D; d++) {
-        const float xd = x[d];
-        const float *row = yT + d * Tp;
-        for (size_t j = 0; j < W; j++) acc[j] += xd * row[j];
-    }
-    for (size_t j = 0; j < W; j++) out[j] = acc[j] * scale;
-}
-
-// out[s] = scale * (x . y_s) for s in [lo, hi), both multiples of 16, hi <= Tp; yT is (D, Tp).
-// Blocks of 64 keys give four independent accumulator chains.
-QLORA_INLINE void dot_keys(float *restrict out, const float *restrict x, const float *restrict yT, size_t Tp, size_t D,
-                           float scale, size_t lo, size_t hi) {
-    size_t s = lo;
-    for (; s + 64 <= hi; s += 64) dot_block(out + s, x, yT + s, Tp, D, scale, 64);
-    for (; s < hi; s += 16) dot_block(out + s, x, yT + s, Tp, D, scale, 16);
-}
-
-// out[d] = scale * sum_{s in [lo, hi)} p[s] * rows[s * ld + d] for d < D.
-QLORA_INLINE void weighted_rows_d(float *restrict out, const float *restrict p, const float *restrict rows, size_t ld,
-                                  size_t lo, size_t hi, size_t D, float scale) {
-    float acc[QLORA_ATTENTION_MAX_HEAD_DIM];
-    for (size_t d = 0; d < D; d++) acc[d] = 0;
-    for (size_t s = lo; s < hi; s++) {
-        const float ps = p[s];
-        const float *row = rows + s * ld;
-        for (size_t d = 0; d < D; d++) acc[d] += ps * row[d];
-    }
-    for (size_t d = 0; d < D; d++) out[d] = acc[d] * scale;
-}
-
-// rows[s * ld + d] += c[s] * x[d] for s in [lo, hi), d < D.
-QLORA_INLINE void add_outer_d(float *restrict rows, const float *restrict c, const float *restrict x, size_t ld,
-                              size_t lo, size_t hi, size_t D) {
-    float xs[QLORA_ATTENTION_MAX_HEAD_DIM];
-    for (size_t d = 0; d < D; d++) xs[d] = x[d];
-    for (size_t s = lo; s < hi; s++) {
-        const float cs = c[s];
-        float *row = rows + s * ld;
-        for (size_t d = 0; d < D; d++) row[d] += cs * xs[d];
     }
 }
 
-// The per-row loops above with D a constant for Llama's head sizes (64, 128): fully unrolled,
-// register-resident. One dispatch point each.
-QLORA_INLINE void weighted_rows(float *restrict out, const float *restrict p, const float *restrict rows, size_t ld,
-                                size_t lo, size_t hi, size_t D, float scale) {
-    if (D == 64) weighted_rows_d(out, p, rows, ld, lo, hi, 64, scale);
-    else if (D == 128) weighted_rows_d(out, p, rows, ld, lo, hi, 128, scale);
-    else weighted_rows_d(out, p, rows, ld, lo, hi, D, scale);
+// dst (rowsp, Dp) = src (rows rows of stride ld, D values each), zero-padded.
+QLORA_INLINE void copy_rows(float *restrict dst, const float *restrict src, size_t rows, size_t rowsp, size_t D,
+                            size_t Dp, size_t ld) {
+    memset(dst, 0, rowsp * Dp * sizeof(float));
+    for (size_t s = 0; s < rows; s++) memcpy(dst + s * Dp, src + s * ld, D * sizeof(float));
 }
 
-QLORA_INLINE void add_outer(float *restrict rows, const float *restrict c, const float *restrict x, size_t ld,
-                            size_t lo, size_t hi, size_t D) {
-    if (D == 64) add_outer_d(rows, c, x, ld, lo, hi, 64);
-    else if (D == 128) add_outer_d(rows, c, x, ld, lo, hi, 128);
-    else add_outer_d(rows, c, x, ld, lo, hi, D);
+// c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0) + sum_{k < K} a[r * lda + k * ak] * b[k * ldb + j]
+// for r < 4, j < W. W (64 or 16) is a constant at each call, so the 4 x W accumulators stay in
+// vector registers and each loaded row of b feeds 4 FMAs. The sum runs in order of k, one FMA each.
+QLORA_INLINE void tile_4xW(float *restrict c, size_t ldc, const float *restrict a, size_t lda, size_t ak,
+                           const float *restrict b, size_t ldb, size_t K, int accumulate, size_t W) {
+    float acc[4][64];
+    for (size_t r = 0; r < 4; r++)
+        for (size_t j = 0; j < W; j++) acc[r][j] = accumulate ? c[r * ldc + j] : 0;
+    for (size_t k = 0; k < K; k++) {
+        const float *bk = b + k * ldb;
+        for (size_t r = 0; r < 4; r++) {
+            const float ark = a[r * lda + k * ak];
+            for (size_t j = 0; j < W; j++) acc[r][j] += ark * bk[j];
+        }
+    }
+    for (size_t r = 0; r < 4; r++)
+        for (size_t j = 0; j < W; j++) c[r * ldc + j] = acc[r][j];
+}
+
+// tile_4xW over the columns j < N, N a multiple of 16.
+QLORA_INLINE void tile_4xN(float *restrict c, size_t ldc, const float *restrict a, size_t lda, size_t ak,
+                           const float *restrict b, size_t ldb, size_t K, int accumulate, size_t N) {
+    size_t j = 0;
+    for (; j + 64 <= N; j += 64) tile_4xW(c + j, ldc, a, lda, ak, b + j, ldb, K, accumulate, 64);
+    for (; j < N; j += 16) tile_4xW(c + j, ldc, a, lda, ak, b + j, ldb, K, accumulate, 16);
+}
+
+// s_tile[i * Tp + s] = x[i] . y_s (unscaled) for block rows i < rows4 (a multiple of 4) and keys
+// s in [lo, hi); x (QB, Dp) block rows, yT (Dp, Tp) transposed keys or values.
+QLORA_INLINE void block_dots(float *restrict s_tile, const float *restrict x, const float *restrict yT, size_t rows4,
+                             size_t Tp, size_t D, size_t Dp, size_t lo, size_t hi) {
+    for (size_t r = 0; r < rows4; r += 4)
+        tile_4xN(s_tile + r * Tp + lo, Tp, x + r * Dp, Dp, 1, yT + lo, Tp, D, 0, hi - lo);
+}
+
+// The query block of rows [t0, t0 + rows): keys [lo, hi) cover every key a row may see, rows4 is
+// rows rounded up to 4 (the padded rows see no key).
+typedef struct { size_t rows, rows4, lo, hi; } QueryBlock;
+
+QLORA_INLINE QueryBlock query_block(const int32_t *seg_start, size_t t0, size_t T) {
+    QueryBlock blk;
+    blk.rows = T - t0 < QB ? T - t0 : QB;
+    blk.rows4 = (blk.rows + 3) & ~(size_t)3;
+    size_t lo = (size_t)seg_start[t0];
+    for (size_t i = 1; i < blk.rows; i++) lo = (size_t)seg_start[t0 + i] < lo ? (size_t)seg_start[t0 + i] : lo;
+    blk.lo = lo & ~(size_t)15;
+    blk.hi = pad16(t0 + blk.rows);
+    return blk;
+}
+
+// row[s] = 0 for s in [lo, s0) and [s1, hi): the masked keys of a tile row.
+QLORA_INLINE void zero_outside(float *row, size_t lo, size_t s0, size_t s1, size_t hi) {
+    for (size_t s = lo; s < s0; s++) row[s] = 0;
+    for (size_t s = s1; s < hi; s++) row[s] = 0;
 }
 
 // 1/sqrt(D) rounded to float, as Hugging Face's `scaling = head_dim**-0.5` multiplies an fp32 tensor.
@@ -262,18 +279,38 @@ QLORA_CLONES
 void qlora_attention_forward_head(float *out, float *lse, const float *q, const float *k, const float *v,
                                   const int32_t *seg_start, float *scratch, size_t T, size_t D, size_t ldq,
                                   size_t ldkv) {
-    const size_t Tp = pad16(T);
+    const size_t Tp = key_stride(T), Dp = pad16(D);
     const float scale = attention_scale(D);
-    float *kT = scratch, *e = scratch + 2 * D * Tp;
-    transpose_rows(kT, k, T, Tp, D, ldkv);
-    for (size_t t = 0; t < T; t++) {
-        const size_t s0 = (size_t)seg_start[t], s1 = t + 1;  // keys [s0, s1)
-        dot_keys(e, q + t * ldq, kT, Tp, D, scale, s0 & ~(size_t)15, pad16(s1));
-        const float m = row_max(e + s0, s1 - s0);
-        for (size_t s = s0; s < s1; s++) e[s] = qlora_expf(e[s] - m);
-        const double sum = sum_double(e + s0, s1 - s0);
-        weighted_rows(out + t * ldq, e, v, ldkv, s0, s1, D, (float)(1.0 / sum));
-        lse[t] = (float)((double)m + log(sum));
+    float *kT = scratch, *vr = scratch + 3 * Tp * Dp, *e = scratch + 6 * Tp * Dp;
+    float *qb = e + 2 * QB * Tp, *ob = qb + 2 * QB * Dp;
+    copy_transposed(kT, k, T, Tp, D, Dp, ldkv);
+    copy_rows(vr, v, T, Tp, D, Dp, ldkv);
+    for (size_t t0 = 0; t0 < T; t0 += QB) {
+        const QueryBlock blk = query_block(seg_start, t0, T);
+        copy_rows(qb, q + t0 * ldq, blk.rows, QB, D, Dp, ldq);
+        // e[i, s] = scale * q_t . k_s, t = t0 + i
+        block_dots(e, qb, kT, blk.rows4, Tp, D, Dp, blk.lo, blk.hi);
+        float inv_sum[QB];
+        for (size_t i = 0; i < blk.rows4; i++) {
+            float *row = e + i * Tp;
+            if (i >= blk.rows) {
+                zero_outside(row, blk.lo, blk.hi, blk.hi, blk.hi);
+                continue;
+            }
+            const size_t t = t0 + i, s0 = (size_t)seg_start[t], s1 = t + 1;  // keys [s0, s1)
+            for (size_t s = s0; s < s1; s++) row[s] *= scale;
+            const float m = row_max(row + s0, s1 - s0);
+            for (size_t s = s0; s < s1; s++) row[s] = qlora_expf(row[s] - m);
+            const double sum = sum_double(row + s0, s1 - s0);
+            zero_outside(row, blk.lo, s0, s1, blk.hi);
+            inv_sum[i] = (float)(1.0 / sum);
+            lse[t] = (float)((double)m + log(sum));
+        }
+        // out_t = (sum_s e[i, s] v_s) / sum_s e[i, s]
+        for (size_t r = 0; r < blk.rows4; r += 4)
+            tile_4xN(ob + r * Dp, Dp, e + r * Tp + blk.lo, Tp, 1, vr + blk.lo * Dp, Dp, blk.hi - blk.lo, 0, Dp);
+        for (size_t i = 0; i < blk.rows; i++)
+            for (size_t d = 0; d < D; d++) out[(t0 + i) * ldq + d] = ob[i * Dp + d] * inv_sum[i];
     }
 }
 
@@ -282,37 +319,60 @@ void qlora_attention_backward_group(float *dq, float *dk, float *dv, const float
                                     const float *lse, const float *q, const float *k, const float *v,
                                     const int32_t *seg_start, float *scratch, size_t T, size_t D, size_t group,
                                     size_t ldq, size_t ldkv) {
-    const size_t Tp = pad16(T);
+    const size_t Tp = key_stride(T), Dp = pad16(D);
     const float scale = attention_scale(D);
-    float *kT = scratch, *vT = scratch + D * Tp, *p = scratch + 2 * D * Tp, *ds = p + Tp;
-    transpose_rows(kT, k, T, Tp, D, ldkv);
-    transpose_rows(vT, v, T, Tp, D, ldkv);
-    for (size_t s = 0; s < T; s++) {
-        memset(dk + s * ldkv, 0, D * sizeof(float));
-        memset(dv + s * ldkv, 0, D * sizeof(float));
-    }
+    float *kT = scratch, *vT = kT + Tp * Dp, *kr = vT + Tp * Dp, *dkr = kr + 2 * Tp * Dp, *dvr = dkr + Tp * Dp;
+    float *p = dvr + Tp * Dp, *ds = p + QB * Tp, *qb = ds + QB * Tp, *gb = qb + QB * Dp, *dqb = gb + QB * Dp;
+    copy_transposed(kT, k, T, Tp, D, Dp, ldkv);
+    copy_transposed(vT, v, T, Tp, D, Dp, ldkv);
+    copy_rows(kr, k, T, Tp, D, Dp, ldkv);
+    memset(dkr, 0, 2 * Tp * Dp * sizeof(float));  // dkr and dvr
     for (size_t g = 0; g < group; g++) {
-        for (size_t t = 0; t < T; t++) {
-            const size_t row = t * ldq + g * D;
-            const size_t s0 = (size_t)seg_start[t], s1 = t + 1;
-            const float *qt = q + row, *gt = dout + row, *ot = out + row;
+        for (size_t t0 = 0; t0 < T; t0 += QB) {
+            const QueryBlock blk = query_block(seg_start, t0, T);
+            const size_t row0 = t0 * ldq + g * D, n = blk.hi - blk.lo;
+            copy_rows(qb, q + row0, blk.rows, QB, D, Dp, ldq);
+            copy_rows(gb, dout + row0, blk.rows, QB, D, Dp, ldq);
             // forward: S[s] = scale * q_t . k_s; P[s] = e^(S[s] - lse_t); out_t = sum_s P[s] v_s
-            dot_keys(p, qt, kT, Tp, D, scale, s0 & ~(size_t)15, pad16(s1));
+            block_dots(p, qb, kT, blk.rows4, Tp, D, Dp, blk.lo, blk.hi);
             // dP[s] = dout_t . v_s
-            dot_keys(ds, gt, vT, Tp, D, 1.0f, s0 & ~(size_t)15, pad16(s1));
-            // D_t = dout_t . out_t = sum_s P[s] dP[s]; dS[s] = P[s] (dP[s] - D_t)
-            float dt = 0;
-            for (size_t d = 0; d < D; d++) dt += gt[d] * ot[d];
-            const float lse_t = lse[g * T + t];
-            for (size_t s = s0; s < s1; s++) {
-                p[s] = qlora_expf(p[s] - lse_t);
-                ds[s] = p[s] * (ds[s] - dt);
+            block_dots(ds, gb, vT, blk.rows4, Tp, D, Dp, blk.lo, blk.hi);
+            for (size_t i = 0; i < blk.rows4; i++) {
+                float *pi = p + i * Tp, *dsi = ds + i * Tp;
+                if (i >= blk.rows) {
+                    zero_outside(pi, blk.lo, blk.hi, blk.hi, blk.hi);
+                    zero_outside(dsi, blk.lo, blk.hi, blk.hi, blk.hi);
+                    continue;
+                }
+                const size_t t = t0 + i, s0 = (size_t)seg_start[t], s1 = t + 1;
+                // D_t = dout_t . out_t = sum_s P[s] dP[s]; dS[s] = P[s] (dP[s] - D_t)
+                const float *gt = dout + row0 + i * ldq, *ot = out + row0 + i * ldq;
+                float dt = 0;
+                for (size_t d = 0; d < D; d++) dt += gt[d] * ot[d];
+                const float lse_t = lse[g * T + t];
+                for (size_t s = s0; s < s1; s++) {
+                    const float st = pi[s] * scale;
+                    pi[s] = qlora_expf(st - lse_t);
+                    dsi[s] = pi[s] * (dsi[s] - dt);
+                }
+                zero_outside(pi, blk.lo, s0, s1, blk.hi);
+                zero_outside(dsi, blk.lo, s0, s1, blk.hi);
             }
-            weighted_rows(dq + row, ds, k, ldkv, s0, s1, D, scale);  // dq_t = scale * sum_s dS[s] k_s
-            add_outer(dk, ds, qt, ldkv, s0, s1, D);                  // dk_s += dS[s] q_t (scaled below)
-            add_outer(dv, p, gt, ldkv, s0, s1, D);                   // dv_s += P[s] dout_t
+            // dq_t = scale * sum_s dS[s] k_s
+            for (size_t r = 0; r < blk.rows4; r += 4)
+                tile_4xN(dqb + r * Dp, Dp, ds + r * Tp + blk.lo, Tp, 1, kr + blk.lo * Dp, Dp, n, 0, Dp);
+            for (size_t i = 0; i < blk.rows; i++)
+                for (size_t d = 0; d < D; d++) dq[row0 + i * ldq + d] = dqb[i * Dp + d] * scale;
+            // dk_s += dS[s] q_t (scaled below); dv_s += P[s] dout_t
+            for (size_t s = blk.lo; s < blk.hi; s += 4) {
+                tile_4xN(dkr + s * Dp, Dp, ds + s, 1, Tp, qb, Dp, blk.rows4, 1, Dp);
+                tile_4xN(dvr + s * Dp, Dp, p + s, 1, Tp, gb, Dp, blk.rows4, 1, Dp);
+            }
         }
     }
     for (size_t s = 0; s < T; s++)
-        for (size_t d = 0; d < D; d++) dk[s * ldkv + d] *= scale;
+        for (size_t d = 0; d < D; d++) {
+            dk[s * ldkv + d] = dkr[s * Dp + d] * scale;
+            dv[s * ldkv + d] = dvr[s * Dp + d];
+        }
 }

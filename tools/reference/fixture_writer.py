@@ -1,12 +1,12 @@
-"""Shared by the fixture scripts in tools/reference: the pinned-version check, the repository's git
-hash, and FixtureWriter (Tests/Fixtures/<group>/{data.bin, manifest.json}, read by
-Tests/_TestSupport/Fixture.swift). Importing this module imports no reference library.
+"""Shared by the fixture scripts in tools/reference: the installed versions recorded in a manifest,
+the repository's git hash, and FixtureWriter (Tests/Fixtures/<group>/{data.bin, manifest.json}, read
+by Tests/_TestSupport/Fixture.swift). Importing this module imports no reference library. (The
+pinned-version check is refstack.check_versions, shared with the other reference-stack tools.)
 """
 import importlib
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 
@@ -16,13 +16,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 def installed_versions(names):
     """{module name: its __version__ without a local suffix ("2.15.0+cpu" -> "2.15.0")}."""
     return {name: importlib.import_module(name).__version__.split("+")[0] for name in names}
-
-
-def check_versions(script, pinned):
-    """Exit with a hint unless every module in `pinned` (name -> version) has exactly that version."""
-    found = installed_versions(pinned)
-    if found != pinned:
-        sys.exit(f"{script} needs {pinned}, found {found}: install the pinned versions (tools/reference/README.md)")
 
 
 def git_hash():

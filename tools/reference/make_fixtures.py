@@ -13,7 +13,8 @@ import os
 import numpy as np
 import torch
 
-from fixture_writer import ROOT, FixtureWriter, check_versions
+from fixture_writer import ROOT, FixtureWriter
+from refstack import INSTALL_PINNED, check_versions
 
 PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2"}
 
@@ -163,7 +164,7 @@ def tiny_checkpoints():
 
 
 def main():
-    check_versions("make_fixtures.py", PINNED)
+    check_versions(PINNED, hint=INSTALL_PINNED)
     torch.set_num_threads(2)
     nf4_fixtures()
     torch_sum_fixtures()

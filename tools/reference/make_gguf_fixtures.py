@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -32,23 +31,14 @@ import gguf
 from gguf import GGMLQuantizationType as T
 from gguf.constants import GGML_QUANT_SIZES
 
+from refstack import INSTALL_PINNED, check_versions
+
 GGUF_VERSION = "0.19.0"
 TRANSFORMERS_VERSION = "5.23.0"
+PINNED = {"gguf": GGUF_VERSION, "transformers": TRANSFORMERS_VERSION, "numpy": "2.4.*"}
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "Tests" / "Fixtures" / "gguf"
-
-
-def check_versions():
-    import importlib.metadata as md
-    found = md.version("gguf")
-    if found != GGUF_VERSION:
-        sys.exit(f"gguf {found} installed, fixtures are pinned to {GGUF_VERSION}: pip install gguf=={GGUF_VERSION}")
-    tf = md.version("transformers")
-    if tf != TRANSFORMERS_VERSION:
-        sys.exit(f"transformers {tf} installed, fixtures are pinned to {TRANSFORMERS_VERSION}")
-    if not np.__version__.startswith("2.4."):
-        sys.exit(f"numpy {np.__version__} installed, fixtures are pinned to 2.4.x")
 
 
 def git_hash():
@@ -316,7 +306,7 @@ def transformers_tokenizer(gguf_path, stem):
 
 
 def main():
-    check_versions()
+    check_versions(PINNED, hint=INSTALL_PINNED)
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)

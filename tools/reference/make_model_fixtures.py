@@ -60,10 +60,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fixture_writer import ROOT, FixtureWriter, check_versions, git_hash, installed_versions
+from fixture_writer import ROOT, FixtureWriter, git_hash, installed_versions
+from refstack import INSTALL_PINNED, check_versions
 
 PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2", "transformers": "5.23.0", "peft": "0.21.2"}
-check_versions("make_model_fixtures.py", PINNED)
+check_versions(PINNED, hint=INSTALL_PINNED)
 
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as bnbF  # noqa: E402

