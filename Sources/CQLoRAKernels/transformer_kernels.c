@@ -175,13 +175,14 @@ void qlora_cross_entropy_forward(float *losses, const float *logits, const int32
 // MARK: Attention
 //
 // One work item is a (batch, head) for the forward and a (batch, kv head) for the backward. The
-// item's keys and values are first copied into scratch, zero-padded to Tp = T rounded up to 16 rows
+// item's keys and values are first copied into scratch, zero-padded to Tp = key_stride(T) rows
 // and Dp = D rounded up to 16 columns: transposed as (Dp, Tp) where consecutive keys are the
 // vector lanes (scores), and as rows (Tp, Dp) where head dims are the lanes (weighted sums). Queries
 // are then taken QB rows at a time: their scores against the keys [lo, hi) any row of the block may
 // see (lo, hi multiples of 16) form a (QB, Tp) tile, and every product below is a tile_4xW register
 // block, so each vector loaded feeds 4 FMAs. Probabilities of masked keys (s < seg_start[t] or
-// s > t) inside a tile are set to exactly 0, so they add nothing to any sum.
+// s > t) inside a tile are set to exactly 0, so they add nothing to any sum: each output is the
+// same sequence of float operations, key by key, as a loop over one query row would perform.
 
 enum { QB = 16 };  // query rows per block
 
@@ -189,7 +190,7 @@ enum { QB = 16 };  // query rows per block
 // of the transposed keys are not a power of two apart (which would map them to the same L1 sets).
 QLORA_INLINE size_t key_stride(size_t T) { return pad16(T) + 16; }
 
-// Scratch per item, in floats, Tp = pad16(T), Dp = pad16(D):
+// Scratch per item, in floats, Tp = key_stride(T), Dp = pad16(D):
 //   keysT (Dp, Tp) | valuesT (Dp, Tp) | keys (Tp, Dp) | values (Tp, Dp) | dkeys (Tp, Dp)
 //   | dvalues (Tp, Dp) | probs (QB, Tp) | dscores (QB, Tp) | qb (QB, Dp) | gb (QB, Dp) | ob (QB, Dp)
 // The forward uses keysT, values, probs, qb and ob; the backward all but values.

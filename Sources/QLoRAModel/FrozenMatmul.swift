@@ -58,16 +58,11 @@ public func frozenMatmulForward(
         BLAS.sgemm(y, x, w, m: m, n: n, k: k, transposeB: true, beta: accumulate ? 1 : 0)
         return
     }
-    let tile = tile ?? TileShape.forward(rows: n, cols: k, capacity: scratch.capacity)
-    for n0 in stride(from: 0, to: n, by: tile.rows) {
-        let tileRows = min(tile.rows, n - n0)
-        for k0 in stride(from: 0, to: k, by: tile.cols) {
-            let tileCols = min(tile.cols, k - k0)
-            decodeTileInParallel(weight, rows: n0..<n0 + tileRows, cols: k0..<k0 + tileCols, into: scratch.pointer)
-            // y[:, n0 ..< n0+tileRows] (+)= x[:, k0 ..< k0+tileCols] · tile^T
-            BLAS.sgemm(y + n0, x + k0, scratch.pointer, m: m, n: tileRows, k: tileCols, transposeB: true,
-                       beta: accumulate || k0 > 0 ? 1 : 0, lda: k, ldb: tileCols, ldc: n)
-        }
+    let shape = tile ?? TileShape.forward(rows: n, cols: k, capacity: scratch.capacity)
+    forEachDecodedTile(of: weight, shape: shape, rowsOuter: true, into: scratch) { rows, cols in
+        // y[:, rows] (+)= x[:, cols] · tile^T, summing over the column strips
+        BLAS.sgemm(y + rows.lowerBound, x + cols.lowerBound, scratch.pointer, m: m, n: rows.count, k: cols.count,
+                   transposeB: true, beta: accumulate || cols.lowerBound > 0 ? 1 : 0, lda: k, ldb: cols.count, ldc: n)
     }
 }
 
@@ -82,15 +77,30 @@ public func frozenMatmulBackward(
         BLAS.sgemm(dx, dy, w, m: m, n: k, k: n, transposeB: false, beta: accumulate ? 1 : 0)
         return
     }
-    let tile = tile ?? TileShape.backward(rows: n, cols: k, capacity: scratch.capacity)
-    for k0 in stride(from: 0, to: k, by: tile.cols) {
-        let tileCols = min(tile.cols, k - k0)
-        for n0 in stride(from: 0, to: n, by: tile.rows) {
-            let tileRows = min(tile.rows, n - n0)
-            decodeTileInParallel(weight, rows: n0..<n0 + tileRows, cols: k0..<k0 + tileCols, into: scratch.pointer)
-            // dx[:, k0 ..< k0+tileCols] (+)= dy[:, n0 ..< n0+tileRows] · tile
-            BLAS.sgemm(dx + k0, dy + n0, scratch.pointer, m: m, n: tileCols, k: tileRows, transposeB: false,
-                       beta: accumulate || n0 > 0 ? 1 : 0, lda: n, ldb: tileCols, ldc: k)
+    let shape = tile ?? TileShape.backward(rows: n, cols: k, capacity: scratch.capacity)
+    forEachDecodedTile(of: weight, shape: shape, rowsOuter: false, into: scratch) { rows, cols in
+        // dx[:, cols] (+)= dy[:, rows] · tile, summing over the row blocks
+        BLAS.sgemm(dx + cols.lowerBound, dy + rows.lowerBound, scratch.pointer, m: m, n: cols.count, k: rows.count,
+                   transposeB: false, beta: accumulate || rows.lowerBound > 0 ? 1 : 0, lda: n, ldb: cols.count, ldc: k)
+    }
+}
+
+/// Decodes every tile of `weight` into the scratch in turn and calls `body(rows, cols)` on it; with
+/// `rowsOuter` the column tiles of one row block come consecutively, else the row tiles of one
+/// column strip (so each output block's partial sums are added while it is hot).
+func forEachDecodedTile(
+    of weight: FrozenMatrix, shape: TileShape, rowsOuter: Bool, into scratch: TileScratch,
+    _ body: (Range<Int>, Range<Int>) -> Void
+) {
+    precondition(shape.rows * shape.cols <= scratch.capacity, "a \(shape.rows)x\(shape.cols) tile does not fit the scratch")
+    let (outerEnd, outerStep) = rowsOuter ? (weight.rows, shape.rows) : (weight.cols, shape.cols)
+    let (innerEnd, innerStep) = rowsOuter ? (weight.cols, shape.cols) : (weight.rows, shape.rows)
+    for outer in stride(from: 0, to: outerEnd, by: outerStep) {
+        for inner in stride(from: 0, to: innerEnd, by: innerStep) {
+            let r0 = rowsOuter ? outer : inner, c0 = rowsOuter ? inner : outer
+            let rows = r0..<min(r0 + shape.rows, weight.rows), cols = c0..<min(c0 + shape.cols, weight.cols)
+            decodeTileInParallel(weight, rows: rows, cols: cols, into: scratch.pointer)
+            body(rows, cols)
         }
     }
 }

@@ -31,6 +31,12 @@ struct ModelOptions: ParsableArguments {
         try BLAS.load()
         return try LlamaWeights(directory: model)
     }
+
+    /// The model without adapters, laid out for (batch, seqLen).
+    func layout(_ weights: LlamaWeights, batch: Int, seqLen: Int) -> LlamaModel {
+        let adapters = LoRAAdapters(shape: weights.shape, config: LoRAConfig(rank: 1, targets: []))
+        return LlamaModel(weights: weights, adapters: adapters, options: ModelLayoutOptions(batch: batch, seqLen: seqLen))
+    }
 }
 
 func emit(_ object: [String: Any], json: Bool, text: String) {
@@ -72,8 +78,7 @@ struct Perplexity: ParsableCommand {
             throw ValidationError("\(tokens): token id \(bad) is outside the model's vocabulary of \(weights.shape.vocabSize)")
         }
         let rows = min(batch, windows)
-        let adapters = LoRAAdapters(shape: weights.shape, config: LoRAConfig(rank: 1, targets: []))
-        let model = LlamaModel(weights: weights, adapters: adapters, options: ModelLayoutOptions(batch: rows, seqLen: window))
+        let model = options.layout(weights, batch: rows, seqLen: window)
         var total = 0.0, perWindow: [Double] = []
         let start = Date()
         for first in stride(from: 0, to: windows, by: rows) {
@@ -124,8 +129,7 @@ struct Generate: ParsableCommand {
         // One layout for the final length; positions after the current end are padding, which
         // causal attention keeps from influencing earlier positions.
         let length = prompt.count + maxNewTokens, V = weights.shape.vocabSize
-        let adapters = LoRAAdapters(shape: weights.shape, config: LoRAConfig(rank: 1, targets: []))
-        let model = LlamaModel(weights: weights, adapters: adapters, options: ModelLayoutOptions(batch: 1, seqLen: length))
+        let model = options.layout(weights, batch: 1, seqLen: length)
         var sequence = prompt, margins: [Float] = []
         var logits = [Float](repeating: 0, count: length * V)
         while sequence.count < length {
