@@ -42,12 +42,8 @@ public final class HFCheckpointSource: WeightSource {
             guard entry.shape == expected else {
                 throw ConvertError.shapeMismatch(path: file.path, tensor: name, expected: expected, found: entry.shape)
             }
-            let encoding: FloatEncoding
-            switch entry.dtype {
-            case .F32: encoding = .float32
-            case .F16: encoding = .float16
-            case .BF16: encoding = .bfloat16
-            default: throw ConvertError.unsupportedDType(path: file.path, tensor: name, dtype: entry.dtype.rawValue)
+            guard let encoding = entry.dtype.floatEncoding else {
+                throw ConvertError.unsupportedDType(path: file.path, tensor: name, dtype: entry.dtype.rawValue)
             }
             located[name] = (file, entry, encoding)
             tensors.append(SourceTensor(name: name, shape: expected, sourceBytes: entry.byteCount))

@@ -1,6 +1,7 @@
 // Reading Hugging Face safetensors files from a memory map, validating everything an untrusted
 // file can lie about. Writing is in SafetensorsWriter.swift. Format: ../../shared FORMATS.md.
 import Foundation
+import QLoRAKernels
 
 /// Element types of safetensors tensors.
 public enum SafetensorsDType: String, Sendable, CaseIterable {
@@ -12,6 +13,16 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
         case .F32, .I32, .U32: return 4
         case .F16, .BF16, .I16, .U16: return 2
         case .I8, .U8, .BOOL, .F8_E4M3, .F8_E5M2: return 1
+        }
+    }
+
+    /// The float encoding of F32, F16 and BF16 tensors; nil for every other type.
+    public var floatEncoding: FloatEncoding? {
+        switch self {
+        case .F32: return .float32
+        case .F16: return .float16
+        case .BF16: return .bfloat16
+        default: return nil
         }
     }
 }

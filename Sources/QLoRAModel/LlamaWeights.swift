@@ -12,6 +12,19 @@ import QLoRAQuant
 public enum Projection: String, CaseIterable, Sendable, Codable {
     case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj", gate = "gate_proj", up = "up_proj", down = "down_proj"
 
+    /// (out features, in features) of this projection's weight in a model of `shape`.
+    public func features(in shape: ModelShape) -> (out: Int, in: Int) {
+        let C = shape.hiddenSize, F = shape.intermediateSize
+        let q = shape.heads * shape.headDim, kv = shape.kvHeads * shape.headDim
+        switch self {
+        case .q: return (q, C)
+        case .k, .v: return (kv, C)
+        case .o: return (C, q)
+        case .gate, .up: return (F, C)
+        case .down: return (C, F)
+        }
+    }
+
     /// The module path inside a layer, e.g. "self_attn.q_proj".
     public var modulePath: String {
         switch self {
@@ -131,9 +144,7 @@ public final class LlamaWeights: @unchecked Sendable {
             return try Self.nf4Matrix(name, rows: rows, cols: cols, file: file, packed: tensor, locate: locate)
         }
 
-        let C = shape.hiddenSize, F = shape.intermediateSize, V = shape.vocabSize
-        let q = shape.heads * shape.headDim, kv = shape.kvHeads * shape.headDim
-        let outIn: [Projection: (Int, Int)] = [.q: (q, C), .k: (kv, C), .v: (kv, C), .o: (C, q), .gate: (F, C), .up: (F, C), .down: (C, F)]
+        let C = shape.hiddenSize, V = shape.vocabSize
         do throws(ModelError) {
             embedding = try floatMatrix("model.embed_tokens.weight", rows: V, cols: C)
             finalNorm = try vector("model.norm.weight", count: C)
@@ -145,7 +156,7 @@ public final class LlamaWeights: @unchecked Sendable {
                 var projections: [Projection: FrozenMatrix] = [:]
                 var biases: [Projection: UnsafePointer<Float>] = [:]
                 for projection in Projection.allCases {
-                    let (rows, cols) = outIn[projection]!
+                    let (rows, cols) = projection.features(in: shape)
                     let matrix = try linear(prefix + projection.modulePath + ".weight", rows: rows, cols: cols)
                     quantized.insert(matrix.isNF4)
                     projections[projection] = matrix
@@ -170,12 +181,10 @@ public final class LlamaWeights: @unchecked Sendable {
     }
 
     private static func encoding(of tensor: SafetensorsTensor, in file: SafetensorsFile) throws(ModelError) -> FloatEncoding {
-        switch tensor.dtype {
-        case .F32: return .float32
-        case .F16: return .float16
-        case .BF16: return .bfloat16
-        default: throw .tensor(path: file.path, tensor: tensor.name, detail: "dtype \(tensor.dtype.rawValue); expected F32, F16 or BF16")
+        guard let encoding = tensor.dtype.floatEncoding else {
+            throw .tensor(path: file.path, tensor: tensor.name, detail: "dtype \(tensor.dtype.rawValue); expected F32, F16 or BF16")
         }
+        return encoding
     }
 
     /// A bitsandbytes 4-bit weight: the packed codes plus `.absmax`, `.quant_map`, `.nested_absmax`,

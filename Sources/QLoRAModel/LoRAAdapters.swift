@@ -48,11 +48,8 @@ public final class LoRAAdapters: @unchecked Sendable {
     public init(shape: ModelShape, config: LoRAConfig) {
         precondition(config.rank > 0)
         self.config = config
-        let C = shape.hiddenSize, F = shape.intermediateSize
-        let q = shape.heads * shape.headDim, kv = shape.kvHeads * shape.headDim
-        let outIn: [Projection: (Int, Int)] = [.q: (q, C), .k: (kv, C), .v: (kv, C), .o: (C, q), .gate: (F, C), .up: (F, C), .down: (C, F)]
         let ordered = Projection.allCases.filter(config.targets.contains)
-        let perLayer = ordered.reduce(0) { total, p in total + config.rank * (outIn[p]!.0 + outIn[p]!.1) }
+        let perLayer = ordered.reduce(0) { total, p in total + config.rank * (p.features(in: shape).out + p.features(in: shape).in) }
         parameterCount = perLayer * shape.layers
         values = .allocate(capacity: parameterCount)
         gradients = .allocate(capacity: parameterCount)
@@ -65,7 +62,7 @@ public final class LoRAAdapters: @unchecked Sendable {
         for layer in 0..<shape.layers {
             var row: [Projection: LoRA] = [:]
             for projection in ordered {
-                let (out, inFeatures) = outIn[projection]!
+                let (out, inFeatures) = projection.features(in: shape)
                 let a = values + offset, dA = gradients + offset
                 offset += config.rank * inFeatures
                 let b = values + offset, dB = gradients + offset
@@ -106,12 +103,8 @@ public final class LoRAAdapters: @unchecked Sendable {
             guard entry.shape == tensor.shape else {
                 throw .tensor(path: path, tensor: key, detail: "shape \(entry.shape), expected \(tensor.shape) (rank or model differs)")
             }
-            let encoding: FloatEncoding
-            switch entry.dtype {
-            case .F32: encoding = .float32
-            case .F16: encoding = .float16
-            case .BF16: encoding = .bfloat16
-            default: throw .tensor(path: path, tensor: key, detail: "dtype \(entry.dtype.rawValue); expected F32, F16 or BF16")
+            guard let encoding = entry.dtype.floatEncoding else {
+                throw .tensor(path: path, tensor: key, detail: "dtype \(entry.dtype.rawValue); expected F32, F16 or BF16")
             }
             encoding.decode(tensor.values, file.data(of: entry), count: tensor.count)
         }
