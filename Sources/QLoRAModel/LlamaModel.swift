@@ -43,14 +43,14 @@ public final class LlamaModel: @unchecked Sendable {
     private let activationArena: Arena
     private let workspaceArena: Arena
     private let tiles: TileScratch
-    /// layers[l]: saved activations of layer l; with checkpointing all share one working set.
-    private var layers: [LayerActivations]
+    /// Saved activations: one set per layer, or with checkpointing one working set all share
+    /// (read them through `activations(_:)`).
+    private let layers: [LayerActivations]
     /// (L + 1) residual-stream inputs with checkpointing (the last is the final layer's output);
     /// without it, layer l+1's input doubles as layer l's output.
     private let inputs: [UnsafeMutablePointer<Float>]
     private let work: Workspace
     private let ropeCos: [Float], ropeSin: [Float]
-    private let order: [Projection] = Projection.allCases
 
     public init(weights: LlamaWeights, adapters: LoRAAdapters, options: ModelLayoutOptions) {
         precondition(options.batch > 0 && options.seqLen > 0)
@@ -99,9 +99,8 @@ public final class LlamaModel: @unchecked Sendable {
         guard count > 0 else { return 0 }
         let scale = lossScale ?? 1 / Float(count)
         let context = Context(batch: batch, training: true, dropoutSeed: dropoutSeed)
-        embed(batch)
-        for l in 0..<dims.L { forwardLayer(l, context) }
-        let total = finalNormAndLoss(context, dLogitScale: scale)
+        forwardToFinalNorm(context)
+        let total = headAndLoss(context, dLogitScale: scale)
         // x_final -> model.norm -> lm_head: dResidual = d(norm) / d x_final
         work.dResidual.update(repeating: 0, count: dims.N * dims.C)
         rmsNormBackward(work.dResidual, work.dNorm, inputs[dims.L], weights.finalNorm, work.finalRstd, rows: dims.N, dim: dims.C)
@@ -117,17 +116,13 @@ public final class LlamaModel: @unchecked Sendable {
         let count = batch.targetCount
         guard count > 0 else { return 0 }
         let context = Context(batch: batch, training: false, dropoutSeed: 0)
-        embed(batch)
-        for l in 0..<dims.L { forwardLayer(l, context) }
-        return Float(finalNormAndLoss(context, dLogitScale: nil) / Double(count))
+        forwardToFinalNorm(context)
+        return Float(headAndLoss(context, dLogitScale: nil) / Double(count))
     }
 
     /// All logits (N, V) of the batch into `out` (for tests and generation; N x V floats).
     public func logits(_ batch: TokenBatch, into out: UnsafeMutablePointer<Float>) {
-        let context = Context(batch: batch, training: false, dropoutSeed: 0)
-        embed(batch)
-        for l in 0..<dims.L { forwardLayer(l, context) }
-        rmsNormForward(work.finalNorm, work.finalRstd, inputs[dims.L], weights.finalNorm, rows: dims.N, dim: dims.C, eps: eps)
+        forwardToFinalNorm(Context(batch: batch, training: false, dropoutSeed: 0))
         frozenMatmulForward(out, work.finalNorm, weights.lmHead, rows: dims.N, scratch: tiles)
     }
 
@@ -141,6 +136,20 @@ public final class LlamaModel: @unchecked Sendable {
 
     private func checkShape(_ batch: TokenBatch) {
         precondition(batch.batch == dims.B && batch.seqLen == dims.T, "the model is laid out for \(dims.B)x\(dims.T) batches")
+    }
+
+    /// Embedding, every layer, then model.norm into work.finalNorm (and work.finalRstd).
+    private func forwardToFinalNorm(_ context: Context) {
+        embed(context.batch)
+        for l in 0..<dims.L { forwardLayer(l, context) }
+        rmsNormForward(work.finalNorm, work.finalRstd, inputs[dims.L], weights.finalNorm, rows: dims.N, dim: dims.C, eps: eps)
+    }
+
+    /// Layer l's saved activations, its input pointing at the residual stream entering it.
+    private func activations(_ l: Int) -> LayerActivations {
+        var a = layers[options.gradientCheckpointing ? 0 : l]
+        a.input = inputs[l]
+        return a
     }
 
     /// inputs[0] = embedding rows of the tokens (frozen: no backward).
@@ -162,7 +171,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     private func adapterContext(_ context: Context, layer: Int, projection: Projection) -> AdapterContext {
         // A distinct, reproducible dropout stream per (step, layer, projection).
-        let stream = UInt64(layer * order.count + order.firstIndex(of: projection)!)
+        let stream = UInt64(layer * Projection.allCases.count + Projection.allCases.firstIndex(of: projection)!)
         return AdapterContext(scratch: work.adapter1, scratch2: work.adapter2,
                               dropoutSeed: context.dropoutSeed &* 0x9E37_79B9_7F4A_7C15 &+ stream &* 0xD1B5_4A32_D192_ED03,
                               training: context.training)
@@ -175,7 +184,7 @@ public final class LlamaModel: @unchecked Sendable {
         frozenMatmulForward(y, x, w[p], rows: dims.N, scratch: tiles)
         if let bias = w.biases[p] { qlora_add_row_bias(y, bias, dims.N, w[p].rows) }
         if let adapter = adapters.adapters[l][p] {
-            adapter.forward(y, x, saved: layers[options.gradientCheckpointing ? 0 : l].saved[p]!, rows: dims.N,
+            adapter.forward(y, x, saved: activations(l).saved[p]!, rows: dims.N,
                             context: adapterContext(context, layer: l, projection: p))
         }
     }
@@ -184,10 +193,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// backward) it stops before down_proj, whose output the backward does not need (the backward
     /// recomputes its input and its adapter's saved values).
     private func forwardLayer(_ l: Int, _ context: Context, recompute: Bool = false) {
-        let d = dims, w = weights.layers[l]
-        var a = layers[options.gradientCheckpointing ? 0 : l]
-        a.input = inputs[l]
-        if options.gradientCheckpointing { layers[0].input = inputs[l] }
+        let d = dims, w = weights.layers[l], a = activations(l)
         let output = inputs[l + 1]
         let batch = context.batch
         rmsNormForward(a.ln1, a.rstd1, a.input, w.attentionNorm, rows: d.N, dim: d.C, eps: eps)
@@ -213,12 +219,11 @@ public final class LlamaModel: @unchecked Sendable {
         qlora_add(output, a.mid, d.N * d.C)
     }
 
-    /// model.norm, then the lm_head and cross entropy in chunks of rows. In training
+    /// The lm_head and cross entropy over work.finalNorm, in chunks of rows. In training
     /// (`dLogitScale` set) each chunk's logits become dLogits and work.dNorm gets d(loss)/d(norm output).
     /// - Returns: the sum of the token losses.
-    private func finalNormAndLoss(_ context: Context, dLogitScale: Float?) -> Double {
+    private func headAndLoss(_ context: Context, dLogitScale: Float?) -> Double {
         let d = dims
-        rmsNormForward(work.finalNorm, work.finalRstd, inputs[d.L], weights.finalNorm, rows: d.N, dim: d.C, eps: eps)
         var total: Double = 0
         context.batch.targets.withUnsafeBufferPointer { targets in
             for r0 in stride(from: 0, to: d.N, by: chunkRows) {
@@ -248,7 +253,7 @@ public final class LlamaModel: @unchecked Sendable {
             frozenMatmulBackward(dx, dy, weights.layers[l][p], rows: dims.N, scratch: tiles, accumulate: accumulate)
         }
         if let adapter = adapters.adapters[l][p] {
-            adapter.backward(dx, dy, x, saved: layers[options.gradientCheckpointing ? 0 : l].saved[p]!, rows: dims.N,
+            adapter.backward(dx, dy, x, saved: activations(l).saved[p]!, rows: dims.N,
                              context: adapterContext(context, layer: l, projection: p))
         }
     }
@@ -256,8 +261,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// Given work.dResidual = d loss / d(layer output), replaces it by d loss / d(layer input) and
     /// accumulates the layer's adapter gradients.
     private func backwardLayer(_ l: Int, _ context: Context) {
-        let d = dims, w = weights.layers[l]
-        let a = layers[options.gradientCheckpointing ? 0 : l]
+        let d = dims, w = weights.layers[l], a = activations(l)
         let batch = context.batch
         let dRes = work.dResidual
         // output = mid + down(hidden), hidden = swiglu(gate, up): dHidden = dRes W_down (+ adapter)
