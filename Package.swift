@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "_TestSupport"]),
+        .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

@@ -79,7 +79,7 @@ struct Perplexity: ParsableCommand {
         }
         let rows = min(batch, windows)
         let model = options.layout(weights, batch: rows, seqLen: window)
-        var total = 0.0, perWindow: [Double] = []
+        var total = 0.0
         let start = Date()
         for first in stride(from: 0, to: windows, by: rows) {
             var tokenRows: [Int32] = [], targets: [Int32] = []
@@ -94,7 +94,6 @@ struct Perplexity: ParsableCommand {
             let batch = TokenBatch(batch: rows, seqLen: window, tokens: tokenRows, targets: targets)
             let mean = Double(model.loss(batch))
             total += mean * Double(scored * (window - 1))
-            perWindow += [Double](repeating: mean, count: scored)
             FileHandle.standardError.write(Data("\rwindows \(first + scored)/\(windows)".utf8))
         }
         FileHandle.standardError.write(Data("\n".utf8))

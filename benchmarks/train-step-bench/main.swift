@@ -13,18 +13,19 @@ import QLoRAModel
 
 nonisolated(unsafe) let bench = Benchmark("train-step-bench")
 func fail(_ message: String) -> Never { bench.fail(message) }
-func option(_ name: String, _ fallback: String) -> String { bench.option(name, fallback) }
-func status(_ field: String) -> Int { processStatusBytes(field) }
 
-let shapeName = option("--shape", "llama-small")
-let batchSize = Int(option("--batch", "4"))!, seqLen = Int(option("--seq", "256"))!
-let rank = Int(option("--rank", "16"))!, alpha = Float(option("--alpha", "32"))!
-let steps = Int(option("--steps", "8"))!, warmup = Int(option("--warmup", "2"))!
+let shapeName = bench.option("--shape", "llama-small")
+let batchSize = bench.intOption("--batch", 4), seqLen = bench.intOption("--seq", 256)
+let rank = bench.intOption("--rank", 16), steps = bench.intOption("--steps", 8), warmup = bench.intOption("--warmup", 2)
+guard let alpha = Float(bench.option("--alpha", "32")) else { fail("--alpha needs a number") }
+guard batchSize > 0, seqLen > 1, rank > 0, steps > 0, warmup >= 0 else {
+    fail("--batch, --rank and --steps must be positive, --seq at least 2 and --warmup not negative")
+}
 let checkpointing = bench.flag("--checkpointing")
-let targetNames = option("--targets", "all")
+let targetNames = bench.option("--targets", "all")
 let loraTargets = targetNames == "all" ? Set(Projection.allCases) : Set(targetNames.split(separator: ",").compactMap { Projection(rawValue: String($0)) })
 if targetNames != "all" && loraTargets.count != targetNames.split(separator: ",").count { fail("--targets: unknown projection in \(targetNames)") }
-let cache = option("--cache", NSTemporaryDirectory() + "qlora-bench")
+let cache = bench.option("--cache", NSTemporaryDirectory() + "qlora-bench")
 do { try BLAS.load() } catch { fail("\(error)") }
 
 let modelDirectory = cache + "/" + shapeName + "-nf4"
@@ -34,21 +35,21 @@ if !FileManager.default.fileExists(atPath: modelDirectory) {
         _ = try Converter.convert(try SyntheticSource(architecture: shapeName, seed: 1), options: ConvertOptions(output: modelDirectory))
     } catch { fail("\(error)") }
 }
-let rssBeforeLoad = status("VmRSS")
+let rssBeforeLoad = processStatusBytes("VmRSS")
 let weights: LlamaWeights
 do { weights = try LlamaWeights(directory: modelDirectory) } catch { fail("\(error)") }
 let shape = weights.shape
 let adapters = LoRAAdapters(shape: shape, config: LoRAConfig(rank: rank, alpha: alpha, targets: loraTargets, seed: 1))
 let model = LlamaModel(weights: weights, adapters: adapters,
                        options: ModelLayoutOptions(batch: batchSize, seqLen: seqLen, gradientCheckpointing: checkpointing,
-                                                   logitsChunkBytes: Int(option("--logits-chunk-mib", "64"))! << 20))
+                                                   logitsChunkBytes: bench.intOption("--logits-chunk-mib", 64) << 20))
 var random = SplitMix64(seed: 7)
 let tokens = (0..<batchSize * seqLen).map { _ in Int32(random.next() % UInt64(shape.vocabSize)) }
 var targets = tokens.dropFirst().map { $0 } + [TokenBatch.ignore]
 for row in 1..<batchSize { targets[row * seqLen - 1] = TokenBatch.ignore }
 let batch = TokenBatch(batch: batchSize, seqLen: seqLen, tokens: tokens, targets: targets)
 var m = [Float](repeating: 0, count: adapters.parameterCount), v = m
-let rssBeforeLoop = status("VmRSS")
+let rssBeforeLoop = processStatusBytes("VmRSS")
 
 var times: [Double] = [], losses: [Float] = []
 for step in 1...(warmup + steps) {
@@ -85,9 +86,9 @@ let result: [String: Any] = [
     "tokens_per_s": n / median, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
     "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
     "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
-    "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": status("VmHWM"),
+    "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": processStatusBytes("VmHWM"),
 ]
 bench.report(result)
 FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step (forward alone %.3f s), %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
     shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, forwardMedian, flops / median / 1e9,
-    Double(status("VmHWM")) / 1048576).utf8))
+    Double(processStatusBytes("VmHWM")) / 1048576).utf8))
