@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "qlora-eval", targets: ["qlora-eval"]),
         .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
+        .library(name: "QLoRAOptim", targets: ["QLoRAOptim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,6 +26,8 @@ let package = Package(
         .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
         .target(name: "QLoRAConvert", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         .target(name: "QLoRAModel", dependencies: ["QLoRAConvert", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
+        // AdamW with its state in pages that spill to an LZ4-compressed mmap file (QLoRAOptim/PageStore.swift).
+        .target(name: "QLoRAOptim", dependencies: ["QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "CLZ4"]),
         .executableTarget(
             name: "quantize",
             dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -42,6 +45,7 @@ let package = Package(
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
+        .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

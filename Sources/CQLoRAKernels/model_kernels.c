@@ -37,16 +37,21 @@ void qlora_dropout(float *out, const float *in, size_t count, float p, uint64_t 
 }
 
 QLORA_CLONES
-void qlora_adamw_step(float *param, const float *grad, float *m, float *v, size_t count, float decay, float w1,
-                      float beta2, float w2, float eps, float neg_step_size, float bias_correction2_sqrt) {
+void qlora_adamw_step(float *param, const float *grad, float *m, float *v, size_t count, float grad_scale,
+                      float decay, float w1, float beta2, float w2, float eps, float neg_step_size,
+                      float bias_correction2_sqrt) {
+    // Rounding follows torch's CPU kernels op by op (measured bitwise in tools' probes): lerp is one
+    // fma, addcmul's GCC build contracts value * t1 * t2 + self into fma(value * t1, t2, self).
+    // No other contraction: sums of products below must round as written.
+#pragma clang fp contract(off)
     for (size_t i = 0; i < count; i++) {
-        const float g = grad[i];
-        const float p = param[i] * decay;
-        const float mi = m[i] + w1 * (g - m[i]);  // torch lerp with weight < 0.5
-        const float vi = v[i] * beta2 + w2 * g * g;  // mul_ then addcmul_: self + value * t1 * t2
-        const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
+        const float g = grad[i] * grad_scale;  // clip_grad_norm_: grad.mul_(clip_coef_clamped)
+        const float p = param[i] * decay;  // param.mul_(1 - lr * weight_decay)
+        const float mi = fmaf(w1, g - m[i], m[i]);  // exp_avg.lerp_(grad, 1 - beta1), weight < 0.5
+        const float vi = fmaf(w2 * g, g, v[i] * beta2);  // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;  // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
         m[i] = mi;
         v[i] = vi;
-        param[i] = p + neg_step_size * mi / denom;  // addcdiv_: self + value * t1 / t2
+        param[i] = p + neg_step_size * mi / denom;  // param.addcdiv_(exp_avg, denom, value=-step_size)
     }
 }

@@ -120,8 +120,23 @@ void qlora_add_row_bias(float *y, const float *bias, size_t rows, size_t cols);
 void qlora_dropout(float *out, const float *in, size_t count, float p, uint64_t seed, uint64_t first);
 /// One torch.optim.AdamW step (torch 2.15 `_single_tensor_adam`, decoupled weight decay) over
 /// `count` parameters, in place, with the scalars torch derives in double passed as floats:
-/// param *= decay; m += w1 * (g - m); v = v * beta2 + w2 * g * g;
+/// param *= decay; m += w1 * (g - m); v = v * beta2 + w2 * g * g, where
+/// g = grad * grad_scale (gradient clipping's in-place multiply, folded in; 1 leaves g exact);
 /// param += neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps).
-void qlora_adamw_step(float *param, const float *grad, float *m, float *v, size_t count, float decay, float w1,
-                      float beta2, float w2, float eps, float neg_step_size, float bias_correction2_sqrt);
+void qlora_adamw_step(float *param, const float *grad, float *m, float *v, size_t count, float grad_scale,
+                      float decay, float w1, float beta2, float w2, float eps, float neg_step_size,
+                      float bias_correction2_sqrt);
+/// Byte-plane shuffle of `count` floats: byte b (little-endian) of values[i] goes to
+/// planes[b * count + i]. planes: 4 * count bytes, not aliasing values.
+void qlora_shuffle_bytes(uint8_t *planes, const float *values, size_t count);
+/// The inverse of qlora_shuffle_bytes.
+void qlora_unshuffle_bytes(float *values, const uint8_t *planes, size_t count);
+/// 1 when all `count` bytes are zero, else 0.
+int qlora_all_zero(const void *bytes, size_t count);
+/// The XXH64 hash of `length` bytes with `seed` (xxHash's specification).
+uint64_t qlora_xxh64(const void *data, size_t length, uint64_t seed);
+/// Sum of x[i]^2 accumulated in double (gradient norms).
+double qlora_sum_squares(const float *x, size_t count);
+/// 1 when the open file `fd` lives on tmpfs or ramfs (its pages are RAM), else 0.
+int qlora_fd_on_memory_filesystem(int fd);
 #endif

@@ -1,0 +1,131 @@
+// Saving and restoring the whole optimizer state (resident and spilled pages) as a safetensors
+// file: `exp_avg` and `exp_avg_sq`, F32, one value per trainable parameter in optimizer order,
+// and the step count in the metadata. The layout does not depend on the page size, so a run
+// may resume with another page size or budget. Streams page by page: RAM stays within budget.
+import QLoRAIO
+import CQLoRAKernels
+
+extension PagedAdamW {
+    static let checkpointFormat = "swift-qlora paged AdamW"
+    static let checkpointVersion = "1"
+
+    /// Writes the state to `path` atomically (a temporary name, fsync, rename). `metadata` is added
+    /// to the file's metadata.
+    public func save(to path: String, metadata: [String: String] = [:]) throws(OptimizerError) {
+        do {
+            try store.waitIdle()
+            let writer = try SafetensorsWriter(path: path, planned: [
+                .init(name: "exp_avg", dtype: .F32, shape: [stateCount]),
+                .init(name: "exp_avg_sq", dtype: .F32, shape: [stateCount]),
+            ], lateTensors: 0, longestLateName: 0)
+            let codec = PageCodec(pageBytes: config.pageBytes)
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: config.pageBytes, alignment: 64)
+            defer {
+                codec.deallocate()
+                scratch.deallocate()
+            }
+            for page in 0..<pageCount {
+                var source = UnsafeRawPointer(store.frame(page))
+                if store.spilledForm(page) != nil {
+                    try store.readSpilled(page, into: scratch, codec: codec)
+                    source = UnsafeRawPointer(scratch)
+                }
+                let offset = page * pageElements * 4, bytes = elements(inPage: page) * 4
+                try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
+                try writer.write("exp_avg_sq", at: offset, bytes: source + pageElements * 4, count: bytes)
+            }
+            var fields = metadata
+            fields["format"] = "pt"
+            fields["optimizer"] = Self.checkpointFormat
+            fields["optimizer_version"] = Self.checkpointVersion
+            fields["step"] = String(stepCount)
+            try writer.finish(metadata: fields)
+        } catch let error as OptimizerError {
+            throw error
+        } catch {
+            throw .checkpoint(path: path, detail: "\(error)")
+        }
+    }
+
+    /// Replaces the state with the one saved at `path` by `save(to:)`; returns the file's metadata.
+    /// - Throws: `checkpoint` when the file is not such a state or was made for another set of
+    ///   trainable parameters; nothing is changed then.
+    @discardableResult
+    public func restore(from path: String) throws(OptimizerError) -> [String: String] {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(path: path) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        guard file.metadata["optimizer"] == Self.checkpointFormat else {
+            throw .checkpoint(path: path, detail: "not a swift-qlora optimizer state (no \"optimizer\": \"\(Self.checkpointFormat)\" metadata)")
+        }
+        guard file.metadata["optimizer_version"] == Self.checkpointVersion else {
+            throw .checkpoint(path: path, detail: "optimizer state version \(file.metadata["optimizer_version"] ?? "none"); this build reads version \(Self.checkpointVersion)")
+        }
+        guard let stepText = file.metadata["step"], let step = Int(stepText), step >= 0 else {
+            throw .checkpoint(path: path, detail: "missing or invalid \"step\" in the metadata")
+        }
+        var moments: [SafetensorsTensor] = []
+        for name in ["exp_avg", "exp_avg_sq"] {
+            guard let tensor = file.tensor(named: name) else { throw .checkpoint(path: path, detail: "no tensor \(name)") }
+            guard tensor.dtype == .F32, tensor.shape == [stateCount] else {
+                throw .checkpoint(path: path, detail: "\(name) is \(tensor.dtype.rawValue) \(tensor.shape), expected F32 [\(stateCount)]: the state was saved for another model, rank or set of target modules")
+            }
+            moments.append(tensor)
+        }
+        for page in 0..<pageCount {
+            try store.residentForOverwrite(page)
+            let frame = store.frame(page)
+            let offset = page * pageElements * 4, bytes = elements(inPage: page) * 4
+            frame.copyMemory(from: file.data(of: moments[0]) + offset, byteCount: bytes)
+            (frame + pageElements * 4).copyMemory(from: file.data(of: moments[1]) + offset, byteCount: bytes)
+            store.markUsed(page)
+            // The checkpoint's mapped pages would otherwise count in RSS until the file is closed.
+            for tensor in moments { file.file.release(offset: tensor.fileOffset + offset, count: bytes) }
+        }
+        stepCount = step
+        return file.metadata
+    }
+}
+
+/// How the optimizer state would be stored if every page were spilled now.
+public struct CompressionSurvey: Sendable {
+    public var pages = 0
+    public var zeroPages = 0
+    public var rawPages = 0
+    public var compressedPages = 0
+    public var rawBytes = 0
+    public var storedBytes = 0
+    /// rawBytes / storedBytes (zero pages store nothing; infinite when all are zero).
+    public var ratio: Double { Double(rawBytes) / Double(storedBytes) }
+}
+
+extension PagedAdamW {
+    /// Encodes every page (resident pages into a scratch; spilled ones as they are stored) and
+    /// counts the encodings. Leaves the state unchanged.
+    public func compressionSurvey() throws(OptimizerError) -> CompressionSurvey {
+        try store.waitIdle()
+        let codec = PageCodec(pageBytes: config.pageBytes)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: config.pageBytes, alignment: 64)
+        defer {
+            codec.deallocate()
+            scratch.deallocate()
+        }
+        var survey = CompressionSurvey()
+        for page in 0..<pageCount {
+            let encoding: PageEncoding, stored: Int
+            if let form = store.spilledForm(page) {
+                (encoding, stored) = (form.encoding, form.storedBytes)
+            } else {
+                (encoding, stored) = codec.encode(store.frame(page), into: scratch)
+            }
+            survey.pages += 1
+            survey.rawBytes += config.pageBytes
+            survey.storedBytes += stored
+            switch encoding {
+            case .zero: survey.zeroPages += 1
+            case .raw: survey.rawPages += 1
+            case .shuffledLZ4: survey.compressedPages += 1
+            }
+        }
+        return survey
+    }
+}
