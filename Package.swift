@@ -39,7 +39,10 @@ let package = Package(
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
         .target(name: "BenchmarkSupport", dependencies: ["QLoRAKernels"], path: "benchmarks/BenchmarkSupport"),
         .executableTarget(name: "quantize-bench", dependencies: ["BenchmarkSupport", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
-        .executableTarget(name: "train-step-bench", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAConvert", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
+        // The synthetic NF4 models of the training benchmarks, made once into a cache directory.
+        .target(name: "BenchmarkModels", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAConvert"], path: "benchmarks/BenchmarkModels"),
+        .executableTarget(name: "train-step-bench", dependencies: ["BenchmarkSupport", "BenchmarkModels", "QLoRAModel", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
+        .executableTarget(name: "optim-bench", dependencies: ["BenchmarkSupport", "BenchmarkModels", "QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels"], path: "benchmarks/optim-bench"),
         .executableTarget(name: "matmul-bench", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),

@@ -90,6 +90,21 @@ public final class LoRAAdapters: @unchecked Sendable {
 
     public func zeroGradients() { gradients.update(repeating: 0, count: parameterCount) }
 
+    /// Index ranges of `values` (and `gradients`) that training updates, ascending, adjacent
+    /// tensors merged: everything but frozen tensors (LoRA-FA's A). What the optimizer pages.
+    public var trainableRanges: [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        for (_, tensor) in tensors where tensor.trainable {
+            let start = values.distance(to: tensor.values)
+            if let last = ranges.last, last.upperBound == start {
+                ranges[ranges.count - 1] = last.lowerBound..<start + tensor.count
+            } else {
+                ranges.append(start..<start + tensor.count)
+            }
+        }
+        return ranges
+    }
+
     /// Replaces the values with those of a PEFT adapter file (`adapter_model.safetensors`); every
     /// tensor of this set must be present with the same shape, in F32, F16 or BF16.
     public func load(peftFile path: String) throws(ModelError) {

@@ -274,7 +274,7 @@ func processRSS() -> Int {
                            config: PagedAdamWConfig(pageBytes: 4096, residentBytes: 4096, spillDirectory: missing))
         Issue.record("a spill file in a missing directory")
     } catch {
-        #expect(error as? OptimizerError == .spillDirectory(path: missing, errno: ENOENT) && "\(error)".contains("--spill-dir"), "\(error)")
+        #expect(error == .spillDirectory(path: missing, errno: ENOENT) && error.description.contains("--spill-dir"), "\(error)")
     }
     #expect(throws: OptimizerError.residentBudgetTooSmall(bytes: 1000, minimum: 4096)) {
         try PagedAdamW(trainable: [0..<10], parameterCount: 10, config: PagedAdamWConfig(pageBytes: 4096, residentBytes: 1000, spillDirectory: directory.path))
@@ -288,4 +288,26 @@ func processRSS() -> Int {
         _ = try parameters.withUnsafeMutableBufferPointer { try optimizer.step(parameters: $0.baseAddress!, gradients: gradients) }
     }
     #expect(parameters.map(\.bitPattern) == before.map(\.bitPattern) && optimizer.stepCount == 0)
+}
+
+@Test(arguments: [false, true])
+func theOptimizerUpdatesExactlyTheTrainableTensors(_ freezeA: Bool) throws {
+    let directory = try TemporaryDirectory()
+    let fixture = try Fixture("model-llama-gqa")
+    let weights = try LlamaWeights(directory: fixture.directory.path + "/base")
+    let adapters = LoRAAdapters(shape: weights.shape, config: LoRAConfig(rank: 4, targets: [.q, .down], freezeA: freezeA, seed: 5))
+    let ranges = adapters.trainableRanges
+    #expect(ranges.count == (freezeA ? adapters.tensors.count / 2 : 1))
+    let before = Array(UnsafeBufferPointer(start: adapters.values, count: adapters.parameterCount))
+    for i in 0..<adapters.parameterCount { adapters.gradients[i] = 0.01 }
+    let optimizer = try PagedAdamW(trainable: ranges, parameterCount: adapters.parameterCount,
+                                   config: PagedAdamWConfig(spillDirectory: directory.path))
+    _ = try optimizer.step(parameters: adapters.values, gradients: adapters.gradients)
+    for (key, tensor) in adapters.tensors {
+        let start = adapters.values.distance(to: tensor.values)
+        let changed = (start..<start + tensor.count).allSatisfy { adapters.values[$0] != before[$0] }
+        let unchanged = (start..<start + tensor.count).allSatisfy { adapters.values[$0] == before[$0] }
+        #expect(tensor.trainable ? changed : unchanged, "\(key)")
+        #expect(tensor.trainable == !(freezeA && key.contains("lora_A")), "\(key)")
+    }
 }

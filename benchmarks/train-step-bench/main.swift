@@ -5,13 +5,13 @@
 // Usage: train-step-bench [--shape llama-small|tinyllama-1.1b|...] [--batch 4] [--seq 256] [--rank 16]
 //                         [--alpha 32] [--steps 8] [--warmup 2] [--checkpointing] [--cache DIR]
 //                         [--targets all|q_proj,v_proj,...] [--logits-chunk-mib 64]
+import BenchmarkModels
 import BenchmarkSupport
 import Foundation
-import QLoRAConvert
 import QLoRAKernels
 import QLoRAModel
 
-nonisolated(unsafe) let bench = Benchmark("train-step-bench")
+let bench = Benchmark("train-step-bench")
 func fail(_ message: String) -> Never { bench.fail(message) }
 
 let shapeName = bench.option("--shape", "llama-small")
@@ -25,19 +25,11 @@ let checkpointing = bench.flag("--checkpointing")
 let targetNames = bench.option("--targets", "all")
 let loraTargets = targetNames == "all" ? Set(Projection.allCases) : Set(targetNames.split(separator: ",").compactMap { Projection(rawValue: String($0)) })
 if targetNames != "all" && loraTargets.count != targetNames.split(separator: ",").count { fail("--targets: unknown projection in \(targetNames)") }
-let cache = bench.option("--cache", NSTemporaryDirectory() + "qlora-bench")
+let cache = bench.option("--cache", SyntheticModel.defaultCache)
 do { try BLAS.load() } catch { fail("\(error)") }
 
-let modelDirectory = cache + "/" + shapeName + "-nf4"
-if !FileManager.default.fileExists(atPath: modelDirectory) {
-    FileHandle.standardError.write(Data("making \(modelDirectory) (quantize --synthetic \(shapeName) --seed 1)\n".utf8))
-    do {
-        _ = try Converter.convert(try SyntheticSource(architecture: shapeName, seed: 1), options: ConvertOptions(output: modelDirectory))
-    } catch { fail("\(error)") }
-}
-let rssBeforeLoad = processStatusBytes("VmRSS")
-let weights: LlamaWeights
-do { weights = try LlamaWeights(directory: modelDirectory) } catch { fail("\(error)") }
+let synthetic = bench.syntheticModel(shapeName, cache: cache)
+let weights = synthetic.weights, rssBeforeLoad = synthetic.rssBeforeLoad
 let shape = weights.shape
 let adapters = LoRAAdapters(shape: shape, config: LoRAConfig(rank: rank, alpha: alpha, targets: loraTargets, seed: 1))
 let model = LlamaModel(weights: weights, adapters: adapters,
