@@ -1,24 +1,26 @@
-// The page table of the paged optimizer: pages of optimizer state in one anonymous mapping,
-// at most `residentLimit` of them in RAM, the others in the spill file. A worker thread runs
-// evictions and loads in FIFO order, so an eviction queued before a load has freed its frame
-// before the load fills another; the updating thread only ever touches pages that are ready.
+// The page table of the paged optimizer: at most `residentLimit` pages of optimizer state in RAM,
+// each in a frame of a pool that is reused from page to page (no page faults in steady paging);
+// the others in the spill file. The updating thread evicts (encodes) its victims itself while a
+// worker thread loads the pages it asked for ahead, so the two cores share the paging work. The
+// updating thread only ever touches pages that are ready; the worker only pages it was given.
 import CQLoRAKernels
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Counters of the spill traffic since the store was created (or `resetStatistics`).
+/// Counters of the spill traffic since the store was created (or `resetStatistics`). Byte counts
+/// are of optimizer state (the empty tail of the last page is not counted).
 public struct PagingStatistics: Sendable, Equatable {
     public var pagesSpilled = 0
     public var pagesRestored = 0
     public var zeroPages = 0
     public var rawPages = 0
     public var compressedPages = 0
-    /// Page bytes spilled (before encoding) and the bytes the encodings took.
+    /// State bytes spilled and the bytes their encodings took.
     public var bytesSpilled = 0
     public var bytesStored = 0
-    /// Page bytes brought back, and the worker's time spent spilling and restoring.
+    /// State bytes brought back; time spent encoding pages out (updating thread) and bringing them back (worker).
     public var bytesRestored = 0
     public var spillSeconds = 0.0
     public var restoreSeconds = 0.0
@@ -29,9 +31,12 @@ public struct PagingStatistics: Sendable, Equatable {
 
 final class PageStore: @unchecked Sendable {
     struct Entry {
-        /// Where the page will be once its queued jobs have run.
+        /// Where the page will be once its pending load has run.
         var residentTarget = false
-        var pendingJobs = 0
+        /// A load queued or running, or an eviction running.
+        var busy = false
+        /// Index of its frame in the pool while resident; -1 when spilled.
+        var frame = -1
         /// Valid while the page is spilled.
         var encoding = PageEncoding.zero
         var storedBytes = 0
@@ -39,36 +44,38 @@ final class PageStore: @unchecked Sendable {
         var lastUse: UInt64 = 0
     }
 
-    enum Job {
-        case evict(Int)
-        case load(Int)
-    }
-
     let pageBytes: Int
     let pageCount: Int
+    /// Bytes of optimizer state in each page (the last page may be partly empty).
+    let stateBytes: [Int]
     let spillDirectory: String
-    /// (pageCount * pageBytes) anonymous, MAP_NORESERVE: a page's frame uses RAM only while resident.
+    /// Pool of `pageCount` frames of `pageBytes`, anonymous and MAP_NORESERVE: at most
+    /// `residentLimit` are in use, and a frame costs RAM only once touched.
     let frames: UnsafeMutableRawPointer
     private(set) var residentLimit: Int
 
     private let condition = NSCondition()
     private var entries: [Entry]
+    private var freeFrames: [Int]
+    /// Free frames that were used since their RAM was last given back.
+    private var touchedFreeFrames: [Int] = []
     private var residentCount = 0
-    private var jobs: [Job] = []
-    private var jobHead = 0
-    private var busy = 0  // jobs queued or running
+    private var loads: [Int] = []
+    private var loadHead = 0
     private var tick: UInt64 = 0
     private var failure: OptimizerError?
     private var stopping = false
     private var spill: SpillFile?
     private var statistics = PagingStatistics()
-    private let codec: PageCodec  // the worker's
+    private let workerCodec: PageCodec
+    private let evictionCodec: PageCodec
     private let stopped = DispatchSemaphore(value: 0)
 
-    init(pageBytes: Int, pageCount: Int, residentLimit: Int, spillDirectory: String) throws(OptimizerError) {
-        precondition(pageBytes > 0 && pageBytes % 4096 == 0 && pageCount > 0 && residentLimit >= 1)
+    init(pageBytes: Int, stateBytes: [Int], residentLimit: Int, spillDirectory: String) throws(OptimizerError) {
+        precondition(pageBytes > 0 && pageBytes % 4096 == 0 && !stateBytes.isEmpty && residentLimit >= 1)
         self.pageBytes = pageBytes
-        self.pageCount = pageCount
+        self.stateBytes = stateBytes
+        pageCount = stateBytes.count
         self.residentLimit = residentLimit
         self.spillDirectory = spillDirectory
         let mapped = mmap(nil, pageBytes * pageCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
@@ -76,11 +83,13 @@ final class PageStore: @unchecked Sendable {
         frames = mapped
         // A transparent huge page would keep 2 MiB resident for a 4 KiB touch and would not give back a page's RAM.
         madvise(frames, pageBytes * pageCount, MADV_NOHUGEPAGE)
-        // Every page starts as a zero page: spilled, with no bytes, and its frame untouched.
+        // Every page starts as a zero page: spilled, with no bytes.
         entries = Array(repeating: Entry(), count: pageCount)
-        codec = PageCodec(pageBytes: pageBytes)
+        freeFrames = Array((0..<pageCount).reversed())
+        workerCodec = PageCodec(pageBytes: pageBytes)
+        evictionCodec = PageCodec(pageBytes: pageBytes)
         if residentLimit < pageCount { try openSpill() }
-        let thread = Thread { [self] in workerLoop() }
+        let thread = Thread { [self] in loadLoop() }
         thread.name = "qlora-optimizer-pages"
         thread.start()
     }
@@ -96,10 +105,17 @@ final class PageStore: @unchecked Sendable {
 
     deinit {
         munmap(frames, pageBytes * pageCount)
-        codec.deallocate()
+        workerCodec.deallocate()
+        evictionCodec.deallocate()
     }
 
-    func frame(_ page: Int) -> UnsafeMutableRawPointer { frames + page * pageBytes }
+    /// The frame of a resident page (valid until the page is evicted).
+    func frame(_ page: Int) -> UnsafeMutableRawPointer {
+        condition.lock()
+        defer { condition.unlock() }
+        precondition(entries[page].frame >= 0, "page \(page) is not resident")
+        return frames + entries[page].frame * pageBytes
+    }
 
     var spillFile: SpillFile? {
         condition.lock()
@@ -113,9 +129,9 @@ final class PageStore: @unchecked Sendable {
 
     // MARK: - Requests from the updating thread
 
-    /// Makes sure `page` is resident or on its way, evicting the least recently used page that
-    /// `pinned` does not protect when the limit is reached. Returns false when no page could make
-    /// room (everything resident is pinned or busy).
+    /// Makes sure `page` is resident or on its way, first evicting the least recently used page
+    /// that `pinned` does not protect when the limit is reached. Returns false when no page could
+    /// make room (everything resident is pinned or busy).
     func request(_ page: Int, pinned: (Int) -> Bool) throws(OptimizerError) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -123,26 +139,26 @@ final class PageStore: @unchecked Sendable {
         if entries[page].residentTarget { return true }
         if residentCount >= residentLimit {
             guard let victim = leastRecentlyUsed(excluding: pinned) else { return false }
-            try scheduleEvict(victim)
+            try evictLocked(victim)
         }
         entries[page].residentTarget = true
+        entries[page].busy = true
+        entries[page].frame = freeFrames.removeLast()
         residentCount += 1
         entries[page].lastUse = nextTick()
-        // A zero page needs no bytes: its frame reads as zeros. Only skip the queue when it is
-        // empty, so no queued eviction is still holding the RAM this page is about to use.
-        if entries[page].encoding == .zero && entries[page].pendingJobs == 0 && busy == 0 { return true }
-        enqueue(.load(page))
+        loads.append(page)
+        condition.broadcast()
         return true
     }
 
-    /// Waits until `page` is resident with no job pending; returns the seconds waited.
+    /// Waits until `page` is resident and its load done; returns the seconds waited.
     func waitUntilReady(_ page: Int) throws(OptimizerError) -> Double {
         condition.lock()
         defer { condition.unlock() }
         precondition(entries[page].residentTarget, "page \(page) waited for without a request")
-        if entries[page].pendingJobs == 0, failure == nil { return 0 }
+        if !entries[page].busy, failure == nil { return 0 }
         let start = DispatchTime.now().uptimeNanoseconds
-        while entries[page].pendingJobs > 0 && failure == nil { condition.wait() }
+        while entries[page].busy && failure == nil { condition.wait() }
         if let failure { throw failure }
         let waited = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         statistics.stallSeconds += waited
@@ -155,14 +171,24 @@ final class PageStore: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Evicts least recently used pages until at most `pages` are resident, and waits for it.
+    /// Evicts least recently used pages until at most `pages` are resident, then gives the RAM of
+    /// every free frame back to the system.
     func trim(toResident pages: Int) throws(OptimizerError) {
         condition.lock()
         defer { condition.unlock() }
-        while residentCount > pages, let victim = leastRecentlyUsed(excluding: { _ in false }) {
-            try scheduleEvict(victim)
-        }
         try waitIdleLocked()
+        while residentCount > pages, let victim = leastRecentlyUsed(excluding: { _ in false }) {
+            try evictLocked(victim)
+        }
+        releaseFreeFramesLocked()
+    }
+
+    /// Gives back the RAM of frames that were freed and not reused (after a step, so that RSS
+    /// holds only the resident pages).
+    func releaseFreeFrames() {
+        condition.lock()
+        releaseFreeFramesLocked()
+        condition.unlock()
     }
 
     /// Changes the resident limit; pages beyond a lower limit are evicted now.
@@ -170,12 +196,13 @@ final class PageStore: @unchecked Sendable {
         precondition(limit >= 1)
         condition.lock()
         residentLimit = limit
-        condition.unlock()
-        if limit < pageCount {
-            condition.lock()
-            defer { condition.unlock() }
-            try openSpill()
+        do throws(OptimizerError) {
+            if limit < pageCount { try openSpill() }
+        } catch {
+            condition.unlock()
+            throw error
         }
+        condition.unlock()
         try trim(toResident: limit)
     }
 
@@ -183,11 +210,6 @@ final class PageStore: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         try waitIdleLocked()
-    }
-
-    private func waitIdleLocked() throws(OptimizerError) {
-        while busy > 0 && failure == nil { condition.wait() }
-        if let failure { throw failure }
     }
 
     var statisticsSnapshot: PagingStatistics {
@@ -209,20 +231,20 @@ final class PageStore: @unchecked Sendable {
     }
 
     /// The stored form of a spilled page, or nil when it is resident. Call when idle.
-    func spilledForm(_ page: Int) -> (encoding: PageEncoding, bytes: UnsafeRawPointer?, storedBytes: Int, checksum: UInt64)? {
+    func spilledForm(_ page: Int) -> (encoding: PageEncoding, storedBytes: Int, checksum: UInt64)? {
         condition.lock()
         defer { condition.unlock() }
-        precondition(busy == 0)
+        precondition(loadHead == loads.count)
         let entry = entries[page]
         if entry.residentTarget { return nil }
-        return (entry.encoding, entry.storedBytes > 0 ? UnsafeRawPointer(spill!.slot(page)) : nil, entry.storedBytes, entry.checksum)
+        return (entry.encoding, entry.storedBytes, entry.checksum)
     }
 
     /// Makes `page` resident without reading what it held (checkpoint restore overwrites it),
     /// evicting to stay within the limit. The caller then fills `frame(page)`.
     func residentForOverwrite(_ page: Int) throws(OptimizerError) {
         condition.lock()
-        if !entries[page].residentTarget && entries[page].pendingJobs == 0 {
+        if !entries[page].residentTarget {
             entries[page].encoding = .zero
             entries[page].storedBytes = 0
         }
@@ -246,102 +268,105 @@ final class PageStore: @unchecked Sendable {
         return tick
     }
 
+    private func waitIdleLocked() throws(OptimizerError) {
+        while loadHead < loads.count && failure == nil { condition.wait() }
+        if let failure { throw failure }
+    }
+
     private func leastRecentlyUsed(excluding pinned: (Int) -> Bool) -> Int? {
         var best: Int?
-        for page in 0..<pageCount where entries[page].residentTarget && entries[page].pendingJobs == 0 && !pinned(page) {
+        for page in 0..<pageCount where entries[page].residentTarget && !entries[page].busy && !pinned(page) {
             if best == nil || entries[page].lastUse < entries[best!].lastUse { best = page }
         }
         return best
     }
 
-    private func scheduleEvict(_ page: Int) throws(OptimizerError) {
+    /// Encodes `victim` into its slot and frees its frame. The lock is released while encoding;
+    /// the victim is ready (not busy), so only this thread touches its frame meanwhile.
+    private func evictLocked(_ victim: Int) throws(OptimizerError) {
         try openSpill()
-        entries[page].residentTarget = false
+        let spill = spill!
+        let frameIndex = entries[victim].frame
+        entries[victim].busy = true
+        condition.unlock()
+        let start = DispatchTime.now().uptimeNanoseconds
+        let slot = spill.slot(victim)
+        spill.prepareForWrite(victim)
+        let (encoding, stored) = evictionCodec.encode(frames + frameIndex * pageBytes, into: slot)
+        let checksum = stored > 0 ? qlora_xxh64(slot, stored, UInt64(victim)) : 0
+        spill.release(victim)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        condition.lock()
+        entries[victim].encoding = encoding
+        entries[victim].storedBytes = stored
+        entries[victim].checksum = checksum
+        entries[victim].residentTarget = false
+        entries[victim].busy = false
+        entries[victim].frame = -1
+        freeFrames.append(frameIndex)
+        touchedFreeFrames.append(frameIndex)
         residentCount -= 1
-        enqueue(.evict(page))
+        statistics.pagesSpilled += 1
+        statistics.bytesSpilled += stateBytes[victim]
+        statistics.bytesStored += stored
+        statistics.spillSeconds += seconds
+        switch encoding {
+        case .zero: statistics.zeroPages += 1
+        case .raw: statistics.rawPages += 1
+        case .shuffledLZ4: statistics.compressedPages += 1
+        }
     }
 
-    private func enqueue(_ job: Job) {
-        switch job {
-        case .evict(let page), .load(let page): entries[page].pendingJobs += 1
+    private func releaseFreeFramesLocked() {
+        // A frame that was freed and then taken again is in use: leave it.
+        let inUse = Set(entries.lazy.filter { $0.frame >= 0 }.map(\.frame))
+        for frame in touchedFreeFrames where !inUse.contains(frame) {
+            madvise(frames + frame * pageBytes, pageBytes, MADV_DONTNEED)
         }
-        jobs.append(job)
-        busy += 1
-        condition.broadcast()
+        touchedFreeFrames.removeAll(keepingCapacity: true)
     }
 
     // MARK: - Worker
 
-    private func workerLoop() {
+    private func loadLoop() {
         condition.lock()
         while true {
-            while jobHead == jobs.count && !stopping { condition.wait() }
-            if jobHead == jobs.count { break }
-            let job = jobs[jobHead]
-            jobHead += 1
-            if jobHead == jobs.count {
-                jobs.removeAll(keepingCapacity: true)
-                jobHead = 0
-            }
+            while loadHead == loads.count && !stopping { condition.wait() }
+            if loadHead == loads.count { break }
+            let page = loads[loadHead]
+            let entry = entries[page]
             let spill = self.spill
-            switch job {
-            case .evict(let page):
-                condition.unlock()
-                let start = DispatchTime.now().uptimeNanoseconds
-                let (encoding, stored) = spillPage(page, spill!)
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                condition.lock()
-                entries[page].encoding = encoding
-                entries[page].storedBytes = stored.count
-                entries[page].checksum = stored.checksum
-                statistics.pagesSpilled += 1
-                statistics.bytesSpilled += pageBytes
-                statistics.bytesStored += stored.count
-                statistics.spillSeconds += seconds
-                switch encoding {
-                case .zero: statistics.zeroPages += 1
-                case .raw: statistics.rawPages += 1
-                case .shuffledLZ4: statistics.compressedPages += 1
-                }
-                entries[page].pendingJobs -= 1
-            case .load(let page):
-                let entry = entries[page]
-                condition.unlock()
-                let start = DispatchTime.now().uptimeNanoseconds
-                var error: OptimizerError?
-                if entry.encoding != .zero {
-                    do throws(OptimizerError) {
-                        try verifyAndDecode(page, entry.encoding, storedBytes: entry.storedBytes, checksum: entry.checksum, spill: spill,
-                                            into: frame(page), codec: codec)
-                    } catch let caught {
-                        error = caught
-                    }
-                }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                condition.lock()
-                if let error, failure == nil { failure = error }
-                statistics.pagesRestored += 1
-                statistics.bytesRestored += pageBytes
-                statistics.restoreSeconds += seconds
-                entries[page].pendingJobs -= 1
+            condition.unlock()
+            let start = DispatchTime.now().uptimeNanoseconds
+            var error: OptimizerError?
+            do throws(OptimizerError) {
+                try verifyAndDecode(page, entry.encoding, storedBytes: entry.storedBytes, checksum: entry.checksum, spill: spill,
+                                    into: frames + entry.frame * pageBytes, codec: workerCodec)
+            } catch let caught {
+                error = caught
             }
-            busy -= 1
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            condition.lock()
+            if let error, failure == nil { failure = error }
+            if entry.encoding != .zero {
+                statistics.pagesRestored += 1
+                statistics.bytesRestored += stateBytes[page]
+                statistics.restoreSeconds += seconds
+            }
+            entries[page].busy = false
+            loadHead += 1
+            if loadHead == loads.count {
+                loads.removeAll(keepingCapacity: true)
+                loadHead = 0
+            }
             condition.broadcast()
         }
         condition.unlock()
         stopped.signal()
     }
 
-    /// Encodes the page's frame into its slot and gives the frame's RAM back.
-    private func spillPage(_ page: Int, _ spill: SpillFile) -> (PageEncoding, (count: Int, checksum: UInt64)) {
-        let slot = spill.slot(page)
-        let (encoding, stored) = codec.encode(frame(page), into: slot)
-        let checksum = stored > 0 ? qlora_xxh64(slot, stored, UInt64(page)) : 0
-        if stored > 0 { spill.release(page) }
-        madvise(frame(page), pageBytes, MADV_DONTNEED)
-        return (encoding, (stored, checksum))
-    }
-
+    /// Writes the page's contents into `destination`: zeros for a zero page, else its spilled
+    /// bytes after checking the file's size and the checksum.
     private func verifyAndDecode(_ page: Int, _ encoding: PageEncoding, storedBytes: Int, checksum: UInt64, spill: SpillFile?,
                                  into destination: UnsafeMutableRawPointer, codec: PageCodec) throws(OptimizerError) {
         if encoding == .zero {
@@ -350,6 +375,7 @@ final class PageStore: @unchecked Sendable {
         }
         let spill = spill!
         try spill.checkCovers(page)
+        spill.prepareForRead(page, bytes: storedBytes)
         let slot = spill.slot(page)
         defer { spill.release(page) }
         let found = qlora_xxh64(slot, storedBytes, UInt64(page))

@@ -25,10 +25,11 @@ extension PagedAdamW {
                 scratch.deallocate()
             }
             for page in 0..<pageCount {
-                var source = UnsafeRawPointer(store.frame(page))
-                if store.spilledForm(page) != nil {
+                var source = UnsafeRawPointer(scratch)
+                if store.spilledForm(page) == nil {
+                    source = UnsafeRawPointer(store.frame(page))
+                } else {
                     try store.readSpilled(page, into: scratch, codec: codec)
-                    source = UnsafeRawPointer(scratch)
                 }
                 let offset = page * pageElements * 4, bytes = elements(inPage: page) * 4
                 try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
@@ -92,6 +93,7 @@ public struct CompressionSurvey: Sendable {
     public var zeroPages = 0
     public var rawPages = 0
     public var compressedPages = 0
+    /// Bytes of state (not counting the empty tail of the last page) and what their encodings take.
     public var rawBytes = 0
     public var storedBytes = 0
     /// rawBytes / storedBytes (zero pages store nothing; infinite when all are zero).
@@ -118,7 +120,7 @@ extension PagedAdamW {
                 (encoding, stored) = codec.encode(store.frame(page), into: scratch)
             }
             survey.pages += 1
-            survey.rawBytes += config.pageBytes
+            survey.rawBytes += store.stateBytes[page]
             survey.storedBytes += stored
             switch encoding {
             case .zero: survey.zeroPages += 1

@@ -70,6 +70,8 @@ public final class PagedAdamW {
     /// Completed steps (torch's `state["step"]`).
     public internal(set) var stepCount = 0
     let store: PageStore
+    /// The trainable ranges, empty ones dropped.
+    let trainable: [Range<Int>]
     let segments: [Segment]
     /// Page p's segments are segments[pageSegments[p] ..< pageSegments[p + 1]].
     let pageSegments: [Int]
@@ -89,6 +91,7 @@ public final class PagedAdamW {
         }
         self.config = config
         self.parameterCount = parameterCount
+        self.trainable = trainable.filter { !$0.isEmpty }
         pageElements = config.pageBytes / 8
         var segments: [Segment] = []
         var pageSegments = [0]
@@ -117,7 +120,8 @@ public final class PagedAdamW {
             guard bytes >= config.pageBytes else { throw .residentBudgetTooSmall(bytes: bytes, minimum: config.pageBytes) }
             limit = min(pageCount, bytes / config.pageBytes)
         }
-        store = try PageStore(pageBytes: config.pageBytes, pageCount: pageCount, residentLimit: limit, spillDirectory: config.spillDirectory)
+        let stateBytes = (0..<pageCount).map { page in segments[pageSegments[page]..<pageSegments[page + 1]].reduce(0) { $0 + $1.count * 8 } }
+        store = try PageStore(pageBytes: config.pageBytes, stateBytes: stateBytes, residentLimit: limit, spillDirectory: config.spillDirectory)
     }
 
     deinit { store.shutdown() }
@@ -151,10 +155,11 @@ public final class PagedAdamW {
     /// Spills every resident page and waits until their RAM is returned.
     public func evictAll() throws(OptimizerError) { try store.trim(toResident: 0) }
 
-    /// L2 norm over the trainable gradients, accumulated in double.
+    /// L2 norm over the trainable gradients, accumulated in double per trainable range (so it
+    /// does not depend on the page size, and a resumed run clips exactly as the first did).
     public func gradientNorm(_ gradients: UnsafePointer<Float>) -> Double {
         var sum = 0.0
-        for segment in segments { sum += qlora_sum_squares(gradients + segment.parameterOffset, segment.count) }
+        for range in trainable { sum += qlora_sum_squares(gradients + range.lowerBound, range.count) }
         return sum.squareRoot()
     }
 
@@ -197,6 +202,7 @@ public final class PagedAdamW {
             }
             store.markUsed(page)
         }
+        store.releaseFreeFrames()
         stepCount = step
         return StepReport(gradientNorm: norm, clipScale: scale, stallSeconds: stall)
     }

@@ -208,6 +208,10 @@ func processRSS() -> Int {
     _ = try reference.step(parameters: check, gradients: gradients)
     _ = try reference.step(parameters: check, gradients: gradients)
     #expect(memcmp(check, parameters, count * 4) == 0)
+    // Under a budget, the frames in RAM after a step are exactly the resident pages'.
+    try optimizer.setResidentBytes(64 << 20)
+    _ = try optimizer.step(parameters: parameters, gradients: gradients)
+    #expect(optimizer.residentPages == 64 && mappingRSS(frames) == 64 << 20)
 }
 
 @Test func aCheckpointResumesExactlyWithAnotherPageSizeAndBudget() throws {
