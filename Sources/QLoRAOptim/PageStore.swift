@@ -291,7 +291,6 @@ final class PageStore: @unchecked Sendable {
         condition.unlock()
         let start = DispatchTime.now().uptimeNanoseconds
         let slot = spill.slot(victim)
-        spill.prepareForWrite(victim)
         let (encoding, stored) = evictionCodec.encode(frames + frameIndex * pageBytes, into: slot)
         let checksum = stored > 0 ? qlora_xxh64(slot, stored, UInt64(victim)) : 0
         spill.release(victim)
@@ -375,7 +374,6 @@ final class PageStore: @unchecked Sendable {
         }
         let spill = spill!
         try spill.checkCovers(page)
-        spill.prepareForRead(page, bytes: storedBytes)
         let slot = spill.slot(page)
         defer { spill.release(page) }
         let found = qlora_xxh64(slot, storedBytes, UInt64(page))

@@ -55,17 +55,6 @@ final class SpillFile {
         return base + index * slotBytes
     }
 
-    /// Maps the slot's pages in one call before it is written (MADV_POPULATE_WRITE, Linux 5.14),
-    /// instead of one page fault per 4 KiB; older kernels refuse the advice and fault as usual.
-    func prepareForWrite(_ index: Int) {
-        madvise(slot(index), slotBytes, 23 /* MADV_POPULATE_WRITE */)
-    }
-
-    /// Likewise before `bytes` of the slot are read (MADV_POPULATE_READ).
-    func prepareForRead(_ index: Int, bytes: Int) {
-        madvise(slot(index), (bytes + 4095) / 4096 * 4096, 22 /* MADV_POPULATE_READ */)
-    }
-
     /// Drops the slot's pages from this process's memory map, so the spilled bytes stop counting
     /// in its RSS; written data stays in the file (the kernel writes dirty pages back).
     func release(_ index: Int) {
