@@ -134,12 +134,13 @@ public final class PagedAdamW {
     /// True when the spill directory is on tmpfs/ramfs, where spilling frees no RAM.
     public var spillIsInMemory: Bool { store.spillFile?.inMemoryFileSystem ?? false }
 
-    /// RAM of the optimizer at its peak for `stateCount` trainable values: the resident pages plus
-    /// the worker's page of scratch, plus two pages while a checkpoint is saved or restored.
+    /// RAM of the optimizer at its peak for `stateCount` trainable values: the resident pages, one
+    /// page of byte-plane scratch each for the loading and the evicting thread, and two pages more
+    /// while a checkpoint is saved or the compression surveyed.
     public static func peakBytes(stateCount: Int, config: PagedAdamWConfig) -> Int {
         let pages = (stateCount * 8 + config.pageBytes - 1) / config.pageBytes
         let resident = min(pages, (config.residentBytes ?? Int.max) / config.pageBytes)
-        return (resident + 3) * config.pageBytes
+        return (resident + 4) * config.pageBytes
     }
 
     /// Sets the RAM budget of the state (see `PagedAdamWConfig.residentBytes`); pages over it are spilled now.
