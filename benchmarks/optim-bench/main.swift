@@ -290,7 +290,7 @@ for pageBytes in pageSizes {
     let spillWall = now() - start
     let rssAfter = processStatusBytes("VmRSS"), anonAfter = processStatusBytes("RssAnon")
     let spilled = optimizer.statistics
-    bench.log(String(format: "  evictAll: %.1f ms, worker %.2f GB/s of page bytes (wall %.2f GB/s), stored %.1f%% of %d MiB; VmRSS %.0f -> %.0f MiB",
+    bench.log(String(format: "  evictAll: %.1f ms, encoding %.2f GB/s of state (wall %.2f GB/s), stored %.1f%% of %d MiB; VmRSS %.0f -> %.0f MiB",
                      spillWall * 1e3, Double(spilled.bytesSpilled) / spilled.spillSeconds / 1e9, Double(spilled.bytesSpilled) / spillWall / 1e9,
                      Double(spilled.bytesStored) / Double(spilled.bytesSpilled) * 100, spilled.bytesSpilled >> 20,
                      Double(rssBefore) / 1048576, Double(rssAfter) / 1048576))
@@ -308,7 +308,7 @@ for pageBytes in pageSizes {
     let restoreWall = now() - start
     let restored = optimizer.statistics
     let rssRestored = processStatusBytes("VmRSS")
-    bench.log(String(format: "  restoring step: %.1f ms (stall %.1f ms), worker %.2f GB/s of page bytes; VmRSS back to %.0f MiB",
+    bench.log(String(format: "  restoring step: %.1f ms (stall %.1f ms), decoding %.2f GB/s of state; VmRSS back to %.0f MiB",
                      restoreWall * 1e3, restoreReport.stallSeconds * 1e3, Double(restored.bytesRestored) / restored.restoreSeconds / 1e9,
                      Double(rssRestored) / 1048576))
     let restoreFields: [String: Any] = [
