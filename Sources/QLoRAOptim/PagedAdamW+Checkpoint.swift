@@ -31,7 +31,7 @@ extension PagedAdamW {
                 } else {
                     try store.readSpilled(page, into: scratch, codec: codec)
                 }
-                let offset = page * pageElements * 4, bytes = elements(inPage: page) * 4
+                let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
                 try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
                 try writer.write("exp_avg_sq", at: offset, bytes: source + pageElements * 4, count: bytes)
             }
@@ -75,7 +75,7 @@ extension PagedAdamW {
         for page in 0..<pageCount {
             try store.residentForOverwrite(page)
             let frame = store.frame(page)
-            let offset = page * pageElements * 4, bytes = elements(inPage: page) * 4
+            let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
             frame.copyMemory(from: file.data(of: moments[0]) + offset, byteCount: bytes)
             (frame + pageElements * 4).copyMemory(from: file.data(of: moments[1]) + offset, byteCount: bytes)
             store.markUsed(page)

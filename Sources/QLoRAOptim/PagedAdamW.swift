@@ -207,9 +207,4 @@ public final class PagedAdamW {
         stepCount = step
         return StepReport(gradientNorm: norm, clipScale: scale, stallSeconds: stall)
     }
-
-    /// Trainable values in `page`.
-    func elements(inPage page: Int) -> Int {
-        segments[pageSegments[page]..<pageSegments[page + 1]].reduce(0) { $0 + $1.count }
-    }
 }

@@ -13,7 +13,7 @@ final class SpillFile {
     let slots: Int
     /// True when the directory is on tmpfs or ramfs: spilling there frees no RAM.
     let inMemoryFileSystem: Bool
-    /// Kept for tests that damage the file through /proc/self/fd.
+    /// The open file (tests reach it through /proc/self/fd to damage it).
     let descriptor: Int32
     private let base: UnsafeMutableRawPointer
 
