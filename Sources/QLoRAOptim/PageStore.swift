@@ -176,6 +176,10 @@ final class PageStore: @unchecked Sendable {
     func trim(toResident pages: Int) throws(OptimizerError) {
         condition.lock()
         defer { condition.unlock() }
+        try trimLocked(toResident: pages)
+    }
+
+    private func trimLocked(toResident pages: Int) throws(OptimizerError) {
         try waitIdleLocked()
         while residentCount > pages, let victim = leastRecentlyUsed(excluding: { _ in false }) {
             try evictLocked(victim)
@@ -195,15 +199,10 @@ final class PageStore: @unchecked Sendable {
     func setResidentLimit(_ limit: Int) throws(OptimizerError) {
         precondition(limit >= 1)
         condition.lock()
+        defer { condition.unlock() }
         residentLimit = limit
-        do throws(OptimizerError) {
-            if limit < pageCount { try openSpill() }
-        } catch {
-            condition.unlock()
-            throw error
-        }
-        condition.unlock()
-        try trim(toResident: limit)
+        if limit < pageCount { try openSpill() }
+        try trimLocked(toResident: limit)
     }
 
     func waitIdle() throws(OptimizerError) {

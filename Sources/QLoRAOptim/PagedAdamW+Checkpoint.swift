@@ -18,22 +18,18 @@ extension PagedAdamW {
                 .init(name: "exp_avg", dtype: .F32, shape: [stateCount]),
                 .init(name: "exp_avg_sq", dtype: .F32, shape: [stateCount]),
             ], lateTensors: 0, longestLateName: 0)
-            let codec = PageCodec(pageBytes: config.pageBytes)
-            let scratch = UnsafeMutableRawPointer.allocate(byteCount: config.pageBytes, alignment: 64)
-            defer {
-                codec.deallocate()
-                scratch.deallocate()
-            }
-            for page in 0..<pageCount {
-                var source = UnsafeRawPointer(scratch)
-                if store.spilledForm(page) == nil {
-                    source = UnsafeRawPointer(store.frame(page))
-                } else {
-                    try store.readSpilled(page, into: scratch, codec: codec)
+            try withPageScratch { (codec, scratch) throws(any Error) in
+                for page in 0..<pageCount {
+                    var source = UnsafeRawPointer(scratch)
+                    if store.spilledForm(page) == nil {
+                        source = UnsafeRawPointer(store.frame(page))
+                    } else {
+                        try store.readSpilled(page, into: scratch, codec: codec)
+                    }
+                    let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
+                    try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
+                    try writer.write("exp_avg_sq", at: offset, bytes: source + pageElements * 4, count: bytes)
                 }
-                let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
-                try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
-                try writer.write("exp_avg_sq", at: offset, bytes: source + pageElements * 4, count: bytes)
             }
             var fields = metadata
             fields["format"] = "pt"
@@ -105,29 +101,38 @@ extension PagedAdamW {
     /// counts the encodings. Leaves the state unchanged.
     public func compressionSurvey() throws(OptimizerError) -> CompressionSurvey {
         try store.waitIdle()
+        return withPageScratch { codec, scratch in
+            var survey = CompressionSurvey()
+            for page in 0..<pageCount {
+                let encoding: PageEncoding, stored: Int
+                if let form = store.spilledForm(page) {
+                    (encoding, stored) = (form.encoding, form.storedBytes)
+                } else {
+                    (encoding, stored) = codec.encode(store.frame(page), into: scratch)
+                }
+                survey.pages += 1
+                survey.rawBytes += store.stateBytes[page]
+                survey.storedBytes += stored
+                switch encoding {
+                case .zero: survey.zeroPages += 1
+                case .raw: survey.rawPages += 1
+                case .shuffledLZ4: survey.compressedPages += 1
+                }
+            }
+            return survey
+        }
+    }
+}
+
+extension PagedAdamW {
+    /// Runs `body` with a codec and one page of scratch (the two extra pages of `peakBytes`).
+    func withPageScratch<T, E: Error>(_ body: (PageCodec, UnsafeMutableRawPointer) throws(E) -> T) throws(E) -> T {
         let codec = PageCodec(pageBytes: config.pageBytes)
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: config.pageBytes, alignment: 64)
         defer {
             codec.deallocate()
             scratch.deallocate()
         }
-        var survey = CompressionSurvey()
-        for page in 0..<pageCount {
-            let encoding: PageEncoding, stored: Int
-            if let form = store.spilledForm(page) {
-                (encoding, stored) = (form.encoding, form.storedBytes)
-            } else {
-                (encoding, stored) = codec.encode(store.frame(page), into: scratch)
-            }
-            survey.pages += 1
-            survey.rawBytes += store.stateBytes[page]
-            survey.storedBytes += stored
-            switch encoding {
-            case .zero: survey.zeroPages += 1
-            case .raw: survey.rawPages += 1
-            case .shuffledLZ4: survey.compressedPages += 1
-            }
-        }
-        return survey
+        return try body(codec, scratch)
     }
 }

@@ -115,11 +115,7 @@ public final class PagedAdamW {
         self.pageSegments = pageSegments
         stateCount = segments.reduce(0) { $0 + $1.count }
         let pageCount = pageSegments.count - 1
-        var limit = pageCount
-        if let bytes = config.residentBytes {
-            guard bytes >= config.pageBytes else { throw .residentBudgetTooSmall(bytes: bytes, minimum: config.pageBytes) }
-            limit = min(pageCount, bytes / config.pageBytes)
-        }
+        let limit = try Self.residentPageLimit(bytes: config.residentBytes, pageBytes: config.pageBytes, pageCount: pageCount)
         let stateBytes = (0..<pageCount).map { page in segments[pageSegments[page]..<pageSegments[page + 1]].reduce(0) { $0 + $1.count * 8 } }
         store = try PageStore(pageBytes: config.pageBytes, stateBytes: stateBytes, residentLimit: limit, spillDirectory: config.spillDirectory)
     }
@@ -145,12 +141,14 @@ public final class PagedAdamW {
 
     /// Sets the RAM budget of the state (see `PagedAdamWConfig.residentBytes`); pages over it are spilled now.
     public func setResidentBytes(_ bytes: Int?) throws(OptimizerError) {
-        var limit = pageCount
-        if let bytes {
-            guard bytes >= config.pageBytes else { throw .residentBudgetTooSmall(bytes: bytes, minimum: config.pageBytes) }
-            limit = min(pageCount, bytes / config.pageBytes)
-        }
-        try store.setResidentLimit(limit)
+        try store.setResidentLimit(Self.residentPageLimit(bytes: bytes, pageBytes: config.pageBytes, pageCount: pageCount))
+    }
+
+    /// Pages a budget of `bytes` holds (all `pageCount` when nil); throws below one page.
+    private static func residentPageLimit(bytes: Int?, pageBytes: Int, pageCount: Int) throws(OptimizerError) -> Int {
+        guard let bytes else { return pageCount }
+        guard bytes >= pageBytes else { throw .residentBudgetTooSmall(bytes: bytes, minimum: pageBytes) }
+        return min(pageCount, bytes / pageBytes)
     }
 
     /// Spills every resident page and waits until their RAM is returned.
