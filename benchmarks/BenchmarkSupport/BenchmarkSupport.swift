@@ -64,7 +64,13 @@ public func medianSeconds(runs: Int, warmup: Int = 1, _ body: () -> Void) -> Dou
         body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
-    return times.sorted()[runs / 2]
+    return median(times)
+}
+
+/// The middle value of `values` (the upper one of the two middles for an even count).
+public func median(_ values: [Double]) -> Double {
+    precondition(!values.isEmpty)
+    return values.sorted()[values.count / 2]
 }
 
 /// Keeps a result alive so the optimizer cannot drop the work that made it.

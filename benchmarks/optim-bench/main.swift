@@ -46,7 +46,6 @@ let surveySteps = Set([1, 10, 100].map { min($0, steps) })
 do { try BLAS.load() } catch { fail("\(error)") }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 /// JSON has no infinity or NaN.
 func finite(_ value: Double) -> Any { value.isFinite ? value : NSNull() }
 

@@ -56,7 +56,7 @@ for step in 1...(warmup + steps) {
 guard losses.allSatisfy(\.isFinite) else { fail("non-finite loss") }
 // The forward alone (evaluation), for the split of the step's time.
 let forwardMedian = medianSeconds(runs: 3, warmup: 0) { blackHole(model.loss(batch)) }
-let median = times.sorted()[times.count / 2]
+let stepMedian = median(times)
 let n = Double(batchSize * seqLen)
 
 // Model math per step (multiply-adds x 2), stated so PyTorch's figure can be computed the same way:
@@ -74,13 +74,13 @@ let flops = 4 * n * (linearParameters + Double(V * C)) + 2 * n * recomputed + 6 
 let result: [String: Any] = [
     "shape": shapeName, "batch": batchSize, "seq": seqLen, "rank": rank, "alpha": Double(alpha),
     "targets": targetNames, "base": "nf4 (double quant)", "gradient_checkpointing": checkpointing,
-    "steps_timed": steps, "warmup": warmup, "step_seconds_median": median, "step_seconds_min": times.min()!, "step_seconds_max": times.max()!,
-    "tokens_per_s": n / median, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / median / 1e9,
+    "steps_timed": steps, "warmup": warmup, "step_seconds_median": stepMedian, "step_seconds_min": times.min()!, "step_seconds_max": times.max()!,
+    "tokens_per_s": n / stepMedian, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / stepMedian / 1e9,
     "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
     "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
     "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": processStatusBytes("VmHWM"),
 ]
 bench.report(result)
 FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step (forward alone %.3f s), %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
-    shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / median, median, forwardMedian, flops / median / 1e9,
+    shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / stepMedian, stepMedian, forwardMedian, flops / stepMedian / 1e9,
     Double(processStatusBytes("VmHWM")) / 1048576).utf8))
