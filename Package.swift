@@ -8,8 +8,10 @@ let package = Package(
     products: [
         .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "qlora-eval", targets: ["qlora-eval"]),
+        .executable(name: "qlora-train", targets: ["qlora-train"]),
         .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
         .library(name: "QLoRAOptim", targets: ["QLoRAOptim"]),
+        .library(name: "QLoRATrain", targets: ["QLoRATrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +30,12 @@ let package = Package(
         .target(name: "QLoRAModel", dependencies: ["QLoRAConvert", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         // AdamW with its state in pages that spill to an LZ4-compressed mmap file (QLoRAOptim/PageStore.swift).
         .target(name: "QLoRAOptim", dependencies: ["QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "CLZ4"]),
+        // The trainer: memory planner and governor, data, the training loop, checkpoints, events.
+        .target(name: "QLoRATrain", dependencies: ["QLoRAModel", "QLoRAOptim", "QLoRAConvert", "QLoRAIO", "QLoRAKernels"]),
+        .executableTarget(
+            name: "qlora-train",
+            dependencies: ["QLoRATrain", "QLoRAModel", "QLoRAConvert", "QLoRAIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "quantize",
             dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -49,6 +57,7 @@ let package = Package(
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRAIO", "QLoRAConvert", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

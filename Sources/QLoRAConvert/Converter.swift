@@ -61,10 +61,7 @@ public struct ConvertProgress: Sendable {
 
 public enum Converter {
     /// The hidden directory a conversion writes into before renaming it to `output`.
-    public static func partialDirectory(for output: String) -> String {
-        let url = URL(fileURLWithPath: output).standardizedFileURL
-        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-    }
+    public static func partialDirectory(for output: String) -> String { AtomicOutput.partialDirectory(for: output) }
 
     public static func convert(
         _ source: WeightSource, options: ConvertOptions, progress: (ConvertProgress) -> Void = { _ in }
@@ -82,7 +79,7 @@ public enum Converter {
         } catch {
             throw ConvertError.output(path: parent, detail: "cannot create the output's parent directory (\((error as NSError).localizedDescription)); choose another --output")
         }
-        removeStalePartials(of: output)
+        AtomicOutput.removeStalePartials(of: output)
         guard mkdir(partial, 0o755) == 0 else { throw FileError.cannotCreateDirectory(path: partial, errno: errno) }
         var completed = false
         defer { if !completed { try? fileManager.removeItem(atPath: partial) } }
@@ -124,11 +121,11 @@ public enum Converter {
             try writer.finish()
         }
         summary.shards = plan.shards.count
-        if plan.shards.count > 1 { try writeFile(partial + "/model.safetensors.index.json", plan.indexJSON()) }
-        try writeFile(partial + "/config.json", outputConfig(source.config, encoding: source.outputEncoding))
-        for (name, bytes) in try source.auxiliaryFiles() { try writeFile(partial + "/" + name, bytes) }
+        if plan.shards.count > 1 { try AtomicOutput.writeFile(partial + "/model.safetensors.index.json", plan.indexJSON()) }
+        try AtomicOutput.writeFile(partial + "/config.json", outputConfig(source.config, encoding: source.outputEncoding))
+        for (name, bytes) in try source.auxiliaryFiles() { try AtomicOutput.writeFile(partial + "/" + name, bytes) }
         summary.bytesOut = directorySize(partial)
-        try publish(partial: partial, output: output)
+        try AtomicOutput.publish(partial: partial, output: output)
         completed = true
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         return summary
@@ -234,50 +231,6 @@ public enum Converter {
             "llm_int8_has_fp16_weight": false, "_load_in_4bit": true, "_load_in_8bit": false,
         ] as [String: Any]
         return Array((PythonJSON.encode(config) + "\n").utf8)
-    }
-
-    /// Writes a small file completely and fsyncs it.
-    static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(path: path, errno: errno) }
-        defer { close(fd) }
-        let code = bytes.withUnsafeBytes { pwriteFully(fd, $0.baseAddress!, count: $0.count, at: 0) }
-        guard code == 0 else { throw FileError.cannotWrite(path: path, errno: code) }
-        guard fsync(fd) == 0 else { throw FileError.cannotWrite(path: path, errno: errno) }
-    }
-
-    /// Renames the finished directory into place; an existing output (with --force) is replaced only now.
-    static func publish(partial: String, output: String) throws {
-        let fileManager = FileManager.default
-        syncDirectory(partial)
-        var retired: String?
-        if fileManager.fileExists(atPath: output) {
-            let old = partial.replacingOccurrences(of: ".partial-", with: ".replaced-")
-            guard rename(output, old) == 0 else { throw FileError.cannotWrite(path: output, errno: errno) }
-            retired = old
-        }
-        guard rename(partial, output) == 0 else { throw FileError.cannotWrite(path: output, errno: errno) }
-        syncDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
-        if let retired { try? fileManager.removeItem(atPath: retired) }
-    }
-
-    static func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
-    }
-
-    /// Removes partial outputs left by conversions of the same output that were killed.
-    static func removeStalePartials(of output: String) {
-        let url = URL(fileURLWithPath: output)
-        let parent = url.deletingLastPathComponent().path
-        let prefix = ".\(url.lastPathComponent).partial-"
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
-            guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: parent + "/" + name) }
-        }
     }
 
     static func directorySize(_ path: String) -> Int {

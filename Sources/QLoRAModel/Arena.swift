@@ -11,7 +11,7 @@ public final class Arena: @unchecked Sendable {
     /// - Parameter sizes: the Float counts of every piece that will be carved, to size it exactly.
     public init(name: String, sizes: [Int]) {
         self.name = name
-        capacity = sizes.reduce(0) { $0 + Self.padded($1) }
+        capacity = Self.byteCount(sizes: sizes) / 4
         base = UnsafeMutableRawPointer.allocate(byteCount: max(64, 4 * capacity), alignment: 64)
             .bindMemory(to: Float.self, capacity: max(16, capacity))
         base.initialize(repeating: 0, count: capacity)
@@ -20,6 +20,9 @@ public final class Arena: @unchecked Sendable {
     deinit { base.deallocate() }
 
     public var byteCount: Int { 4 * capacity }
+
+    /// `byteCount` of an arena made with `sizes`.
+    public static func byteCount(sizes: [Int]) -> Int { 4 * sizes.reduce(0) { $0 + padded($1) } }
 
     /// The next `count` floats (each piece starts on a 64-byte boundary).
     public func carve(_ count: Int) -> UnsafeMutablePointer<Float> {

@@ -52,6 +52,10 @@ public final class LlamaModel: @unchecked Sendable {
     private let work: Workspace
     private let ropeCos: [Float], ropeSin: [Float]
 
+    /// Called after each layer's forward (training and evaluation) and after each layer's backward,
+    /// with the layer index: the trainer releases the layer's frozen weight pages there.
+    public var layerDone: ((Int) -> Void)?
+
     public init(weights: LlamaWeights, adapters: LoRAAdapters, options: ModelLayoutOptions) {
         precondition(options.batch > 0 && options.seqLen > 0)
         let shape = weights.shape
@@ -60,17 +64,12 @@ public final class LlamaModel: @unchecked Sendable {
         self.adapters = adapters
         self.options = options
         eps = shape.rmsNormEps
-        let d = ModelDimensions(B: options.batch, T: options.seqLen, C: shape.hiddenSize, H: shape.heads, Hkv: shape.kvHeads,
-                                D: shape.headDim, F: shape.intermediateSize, V: shape.vocabSize, L: shape.layers)
-        dims = d
-        chunkRows = max(1, min(d.N, options.logitsChunkBytes / (4 * d.V)))
         let savedWidths = Projection.allCases.compactMap { p in adapters.adapters.first?[p].map { (p, $0.savedWidth) } }
-
-        // Activations: L layer sets plus the final output, or with checkpointing L + 1 inputs and one set.
-        let sets = options.gradientCheckpointing ? 1 : d.L
-        var sizes = [Int](repeating: d.N * d.C, count: options.gradientCheckpointing ? d.L + 1 : 1)
-        for _ in 0..<sets { sizes += LayerActivations.sizes(d, savedWidths: savedWidths, withInput: !options.gradientCheckpointing) }
-        let arena = Arena(name: "activations", sizes: sizes)
+        let layout = Layout(shape: shape, savedWidths: savedWidths, options: options)
+        let d = layout.dims
+        dims = d
+        chunkRows = layout.chunkRows
+        let arena = Arena(name: "activations", sizes: layout.activationSizes)
         activationArena = arena
         if options.gradientCheckpointing {
             inputs = (0...d.L).map { _ in arena.carve(d.N * d.C) }
@@ -80,11 +79,41 @@ public final class LlamaModel: @unchecked Sendable {
             layers = (0..<d.L).map { _ in LayerActivations(d, savedWidths: savedWidths, arena: arena, input: nil) }
             inputs = layers.map(\.input) + [final]
         }
-        let attentionScratch = attentionScratchCount(batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
-        workspaceArena = Arena(name: "workspace", sizes: Workspace.sizes(d, attentionScratch: attentionScratch, chunkRows: chunkRows))
-        work = Workspace(d, attentionScratch: attentionScratch, chunkRows: chunkRows, arena: workspaceArena)
+        workspaceArena = Arena(name: "workspace", sizes: layout.workspaceSizes)
+        work = Workspace(d, attentionScratch: layout.attentionScratch, chunkRows: chunkRows, arena: workspaceArena)
         tiles = TileScratch(capacity: options.tileCapacity)
         (ropeCos, ropeSin) = RoPETable.tables(positions: d.T, headDim: d.D, config: shape.rope)
+    }
+
+    /// Bytes `init` allocates for a model of `shape` with `lora`'s adapters (for planning before
+    /// anything is loaded): the activation arena, and the workspace arena plus the tile scratch.
+    public static func layoutBytes(shape: ModelShape, lora: LoRAConfig, options: ModelLayoutOptions) -> (activations: Int, workspace: Int) {
+        let savedWidths = Projection.allCases.filter(lora.targets.contains).map { ($0, lora.rank) }
+        let layout = Layout(shape: shape, savedWidths: savedWidths, options: options)
+        return (Arena.byteCount(sizes: layout.activationSizes), Arena.byteCount(sizes: layout.workspaceSizes) + 4 * options.tileCapacity)
+    }
+
+    /// The arena sizes of one layout (one place for `init` and `layoutBytes`).
+    private struct Layout {
+        let dims: ModelDimensions
+        let chunkRows: Int
+        let attentionScratch: Int
+        let activationSizes: [Int]
+        let workspaceSizes: [Int]
+
+        init(shape: ModelShape, savedWidths: [(Projection, Int)], options: ModelLayoutOptions) {
+            let d = ModelDimensions(B: options.batch, T: options.seqLen, C: shape.hiddenSize, H: shape.heads, Hkv: shape.kvHeads,
+                                    D: shape.headDim, F: shape.intermediateSize, V: shape.vocabSize, L: shape.layers)
+            dims = d
+            chunkRows = max(1, min(d.N, options.logitsChunkBytes / (4 * d.V)))
+            // Activations: L layer sets plus the final output, or with checkpointing L + 1 inputs and one set.
+            let sets = options.gradientCheckpointing ? 1 : d.L
+            var sizes = [Int](repeating: d.N * d.C, count: options.gradientCheckpointing ? d.L + 1 : 1)
+            for _ in 0..<sets { sizes += LayerActivations.sizes(d, savedWidths: savedWidths, withInput: !options.gradientCheckpointing) }
+            activationSizes = sizes
+            attentionScratch = attentionScratchCount(batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
+            workspaceSizes = Workspace.sizes(d, attentionScratch: attentionScratch, chunkRows: chunkRows)
+        }
     }
 
     // MARK: - Public entry points
@@ -107,6 +136,7 @@ public final class LlamaModel: @unchecked Sendable {
         for l in stride(from: dims.L - 1, through: 0, by: -1) {
             if options.gradientCheckpointing { forwardLayer(l, context, recompute: true) }
             backwardLayer(l, context)
+            layerDone?(l)
         }
         return Float(total / Double(count))
     }
@@ -120,10 +150,13 @@ public final class LlamaModel: @unchecked Sendable {
         return Float(headAndLoss(context, dLogitScale: nil) / Double(count))
     }
 
-    /// All logits (N, V) of the batch into `out` (for tests and generation; N x V floats).
-    public func logits(_ batch: TokenBatch, into out: UnsafeMutablePointer<Float>) {
+    /// The logits of rows `rows` (default all N) of the flattened batch into `out` (rows.count x V
+    /// floats): for tests and generation.
+    public func logits(_ batch: TokenBatch, rows: Range<Int>? = nil, into out: UnsafeMutablePointer<Float>) {
+        let rows = rows ?? 0..<dims.N
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= dims.N)
         forwardToFinalNorm(Context(batch: batch, training: false, dropoutSeed: 0))
-        frozenMatmulForward(out, work.finalNorm, weights.lmHead, rows: dims.N, scratch: tiles)
+        frozenMatmulForward(out, work.finalNorm + rows.lowerBound * dims.C, weights.lmHead, rows: rows.count, scratch: tiles)
     }
 
     // MARK: - Forward
@@ -141,7 +174,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// Embedding, every layer, then model.norm into work.finalNorm (and work.finalRstd).
     private func forwardToFinalNorm(_ context: Context) {
         embed(context.batch)
-        for l in 0..<dims.L { forwardLayer(l, context) }
+        for l in 0..<dims.L {
+            forwardLayer(l, context)
+            layerDone?(l)
+        }
         rmsNormForward(work.finalNorm, work.finalRstd, inputs[dims.L], weights.finalNorm, rows: dims.N, dim: dims.C, eps: eps)
     }
 

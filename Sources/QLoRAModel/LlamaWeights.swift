@@ -74,8 +74,10 @@ public final class LlamaWeights: @unchecked Sendable {
     /// True when the decoder projections are NF4.
     public let isQuantized: Bool
 
-    private let files: [SafetensorsFile]
+    let files: [SafetensorsFile]
     private var owned: [UnsafeMutableRawPointer] = []
+    /// The mapped tensors of each decoder layer, for `releaseLayer`.
+    let layerTensors: [[(file: Int, tensor: SafetensorsTensor)]]
 
     deinit { owned.forEach { $0.deallocate() } }
 
@@ -102,6 +104,7 @@ public final class LlamaWeights: @unchecked Sendable {
             throw .file(path: directory, detail: "\(error)")
         }
         self.files = files
+        layerTensors = Self.groupByLayer(entries.values.map { $0 }, layers: shape.layers)
 
         func locate(_ name: String) throws(ModelError) -> (SafetensorsFile, SafetensorsTensor) {
             guard let (index, tensor) = entries[name] else {

@@ -49,8 +49,7 @@ public final class LoRAAdapters: @unchecked Sendable {
         precondition(config.rank > 0)
         self.config = config
         let ordered = Projection.allCases.filter(config.targets.contains)
-        let perLayer = ordered.reduce(0) { total, p in total + config.rank * (p.features(in: shape).out + p.features(in: shape).in) }
-        parameterCount = perLayer * shape.layers
+        parameterCount = Self.parameterCount(shape: shape, config: config)
         values = .allocate(capacity: parameterCount)
         gradients = .allocate(capacity: parameterCount)
         values.initialize(repeating: 0, count: parameterCount)
@@ -83,6 +82,13 @@ public final class LoRAAdapters: @unchecked Sendable {
         self.tensors = tensors
     }
 
+    /// Values of all A and B matrices of adapters `config` puts on a model of `shape`.
+    public static func parameterCount(shape: ModelShape, config: LoRAConfig) -> Int {
+        Projection.allCases.filter(config.targets.contains).reduce(0) { total, p in
+            total + config.rank * (p.features(in: shape).out + p.features(in: shape).in)
+        } * shape.layers
+    }
+
     deinit {
         values.deallocate()
         gradients.deallocate()
@@ -103,25 +109,5 @@ public final class LoRAAdapters: @unchecked Sendable {
             }
         }
         return ranges
-    }
-
-    /// Replaces the values with those of a PEFT adapter file (`adapter_model.safetensors`); every
-    /// tensor of this set must be present with the same shape, in F32, F16 or BF16.
-    public func load(peftFile path: String) throws(ModelError) {
-        let file: SafetensorsFile
-        do { file = try SafetensorsFile(path: path) } catch { throw .file(path: path, detail: "\(error)") }
-        for (key, tensor) in tensors {
-            // PEFT saves without the adapter name; some tools keep ".default".
-            guard let entry = file.tensor(named: key) ?? file.tensor(named: key.replacingOccurrences(of: ".weight", with: ".default.weight")) else {
-                throw .tensor(path: path, tensor: key, detail: "missing; the adapter was made for other target modules or another model")
-            }
-            guard entry.shape == tensor.shape else {
-                throw .tensor(path: path, tensor: key, detail: "shape \(entry.shape), expected \(tensor.shape) (rank or model differs)")
-            }
-            guard let encoding = entry.dtype.floatEncoding else {
-                throw .tensor(path: path, tensor: key, detail: "dtype \(entry.dtype.rawValue); expected F32, F16 or BF16")
-            }
-            encoding.decode(tensor.values, file.data(of: entry), count: tensor.count)
-        }
     }
 }

@@ -166,8 +166,11 @@ public final class PagedAdamW {
     /// AdamW to every trainable value, page by page. Each page is brought back before its update and
     /// the next `prefetchPages` are requested ahead; the scan alternates direction between steps so
     /// that the pages left resident by one step are the first the next one needs.
+    /// - Parameter learningRate: this step's rate (a schedule's value, as torch's LR schedulers set
+    ///   the group's `lr`); nil uses `config.adamW.learningRate`.
     /// - Throws: `nonFiniteGradient` (nothing is changed) and spill errors.
-    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>) throws(OptimizerError) -> StepReport {
+    public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                     learningRate: Double? = nil) throws(OptimizerError) -> StepReport {
         let norm = gradientNorm(gradients)
         guard norm.isFinite else { throw .nonFiniteGradient(norm: norm) }
         var scale: Float = 1
@@ -176,6 +179,8 @@ public final class PagedAdamW {
             scale = min(Float(maxNorm) / (Float(norm) + 1e-6), 1)
         }
         let step = stepCount + 1
+        var adamW = config.adamW
+        if let learningRate { adamW.learningRate = learningRate }
         let count = pageCount
         let ascending = step % 2 == 1
         let depth = min(config.prefetchPages, store.residentLimit - 1)
@@ -197,7 +202,7 @@ public final class PagedAdamW {
             for segment in segments[pageSegments[page]..<pageSegments[page + 1]] {
                 adamWStep(parameters + segment.parameterOffset, gradients + segment.parameterOffset,
                           moments + segment.stateOffset, moments + pageElements + segment.stateOffset,
-                          count: segment.count, step: step, config: config.adamW, gradientScale: scale)
+                          count: segment.count, step: step, config: adamW, gradientScale: scale)
             }
             store.markUsed(page)
         }

@@ -1,0 +1,76 @@
+// Writing outputs so that a crash, a kill or a full disk never leaves a half-written one: files
+// are fsynced, directories are built under a hidden partial name and renamed into place.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum AtomicOutput {
+    /// The hidden directory an output is built in before `publish` renames it to `output`:
+    /// `.<name>.partial-<pid>` beside it.
+    public static func partialDirectory(for output: String) -> String {
+        let url = URL(fileURLWithPath: output).standardizedFileURL
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
+    }
+
+    /// Writes a small file completely and fsyncs it (use inside a partial directory, or through
+    /// `replaceFile` for a file on its own).
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(FileError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotWrite(path: path, errno: errno) }
+        defer { close(fd) }
+        let code = bytes.withUnsafeBytes { pwriteFully(fd, $0.baseAddress!, count: $0.count, at: 0) }
+        guard code == 0 else { throw .cannotWrite(path: path, errno: code) }
+        guard fsync(fd) == 0 else { throw .cannotWrite(path: path, errno: errno) }
+    }
+
+    /// Writes `path` through a temporary name, fsync and rename: readers see the old file or the
+    /// new one, never a part.
+    public static func replaceFile(_ path: String, _ bytes: [UInt8]) throws(FileError) {
+        let temporary = path + ".partial"
+        do throws(FileError) {
+            try writeFile(temporary, bytes)
+            guard rename(temporary, path) == 0 else { throw .cannotWrite(path: path, errno: errno) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        syncDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
+    /// Renames the finished `partial` directory to `output`. An existing `output` is replaced
+    /// only now, so until this returns the old one is intact.
+    public static func publish(partial: String, output: String) throws(FileError) {
+        syncDirectory(partial)
+        var retired: String?
+        if FileManager.default.fileExists(atPath: output) {
+            let old = partial.replacingOccurrences(of: ".partial-", with: ".replaced-")
+            guard rename(output, old) == 0 else { throw .cannotWrite(path: output, errno: errno) }
+            retired = old
+        }
+        guard rename(partial, output) == 0 else { throw .cannotWrite(path: output, errno: errno) }
+        syncDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
+        if let retired { try? FileManager.default.removeItem(atPath: retired) }
+    }
+
+    public static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+
+    /// Removes partial (and half-replaced) directories of `output` left by processes that are gone.
+    public static func removeStalePartials(of output: String) {
+        let url = URL(fileURLWithPath: output).standardizedFileURL
+        let parent = url.deletingLastPathComponent().path
+        for marker in [".partial-", ".replaced-"] {
+            let prefix = ".\(url.lastPathComponent)\(marker)"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
+                guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+                if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: parent + "/" + name) }
+            }
+        }
+    }
+}

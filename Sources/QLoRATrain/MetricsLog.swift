@@ -1,0 +1,44 @@
+// The metrics file: one JSON object per optimizer step (`--metrics file.jsonl`).
+import Foundation
+import QLoRAIO
+
+final class MetricsLog {
+    private let handle: FileHandle?
+    private let path: String
+
+    /// Opens `path` for appending; a resumed run first drops the lines of steps after its checkpoint
+    /// (written by the interrupted run), so the file reads as one run. Nil path: no file.
+    init(path: String?, truncateAfter step: Int) throws(TrainError) {
+        self.path = path ?? ""
+        guard let path else {
+            handle = nil
+            return
+        }
+        var kept = ""
+        if step > 0, let data = FileManager.default.contents(atPath: path) {
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let lineStep = object["step"] as? Int, lineStep <= step else { continue }
+                kept += line + "\n"
+            }
+        }
+        do { try AtomicOutput.replaceFile(path, Array(kept.utf8)) } catch { throw .output(error) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw .output(.cannotWrite(path: path, errno: errno)) }
+        handle.seekToEndOfFile()
+        self.handle = handle
+    }
+
+    deinit { try? handle?.close() }
+
+    func append(_ m: StepMetrics) throws(TrainError) {
+        guard let handle else { return }
+        var object: [String: Any] = [
+            "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradNorm, "tokens": m.tokens,
+            "tokens_per_s": m.tokensPerSecond, "rss_bytes": m.rssBytes, "peak_rss_bytes": m.peakRSSBytes, "seconds": m.seconds,
+        ]
+        if let eval = m.evalLoss { object["eval_loss"] = eval }
+        // One line per step: the values are numbers, so each is its own compact encoding.
+        let line = "{" + object.keys.sorted().map { "\(jsonString($0)): \(PythonJSON.encode(object[$0]!))" }.joined(separator: ", ") + "}\n"
+        do { try handle.write(contentsOf: Data(line.utf8)) } catch { throw .output(.cannotWrite(path: path, errno: errno)) }
+    }
+}

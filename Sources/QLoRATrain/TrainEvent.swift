@@ -1,0 +1,62 @@
+// What the trainer reports while it runs. The library never prints: the command formats these,
+// and its answer to each (`TrainDisposition`) can stop the run, which then saves and returns.
+import QLoRAConvert
+
+/// What the receiver of a `TrainEvent` wants next.
+public enum TrainDisposition: Sendable {
+    case `continue`
+    /// Save a checkpoint and return (Ctrl-C).
+    case stop
+}
+
+/// One optimizer step's figures; also a line of the metrics file.
+public struct StepMetrics: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    /// Mean cross-entropy over the step's target tokens.
+    public var loss: Double
+    public var learningRate: Double
+    /// L2 norm of the gradients before clipping.
+    public var gradNorm: Double
+    /// Target tokens of the step.
+    public var tokens: Int
+    public var tokensPerSecond: Double
+    public var rssBytes: Int
+    public var peakRSSBytes: Int
+    public var seconds: Double
+    public var evalLoss: Double?
+}
+
+public enum TrainEvent: Sendable {
+    /// A model that was not NF4 is being quantized into `output` first.
+    case quantizing(source: String, output: String, progress: ConvertProgress)
+    case dataLoaded(train: DataSummary, valid: DataSummary?, validPath: String)
+    case plan(MemoryPlan)
+    case resumed(step: Int, checkpoint: String)
+    case sample(phase: SamplePhase, prompt: String, answer: String)
+    case step(StepMetrics)
+    case evaluation(step: Int, loss: Double)
+    case saved(step: Int, path: String)
+    /// The governor changed a choice because RSS came near the budget.
+    case governor(String)
+    case finished(TrainSummary)
+}
+
+public enum SamplePhase: String, Sendable {
+    case before, after
+}
+
+public struct TrainSummary: Sendable {
+    public var steps: Int
+    public var firstLoss: Double?
+    public var lastLoss: Double?
+    public var firstEvalLoss: Double?
+    public var lastEvalLoss: Double?
+    public var tokens: Int
+    public var seconds: Double
+    public var peakRSSBytes: Int
+    public var budget: Int
+    public var adapterDirectory: String
+    /// True when the run stopped early on request (it saved a checkpoint to resume from).
+    public var interrupted: Bool
+}

@@ -1,0 +1,130 @@
+// A resumable checkpoint: a directory `checkpoint-<step>` in the output with the PEFT adapter, the
+// optimizer state and `trainer_state.json` (step, data position, seed, the memory choices and the
+// settings that must not change on resume). Built under a hidden partial name and renamed, so a
+// kill at any moment leaves the previous checkpoint whole.
+import Foundation
+import QLoRAIO
+import QLoRAModel
+import QLoRAOptim
+
+struct TrainerState: Equatable {
+    static let format = "swift-qlora trainer state"
+    static let version = 1
+
+    var step: Int
+    var totalSteps: Int
+    /// Global index of the next training sequence in the data stream.
+    var dataPosition: Int
+    var seed: UInt64
+    var choices: MemoryChoices
+    /// Settings a resumed run must share with the first (name -> value as text).
+    var settings: [String: String]
+    var evalLosses: [Int: Double]
+
+    func json() -> [UInt8] {
+        let object: [String: Any] = [
+            "format": Self.format, "version": Self.version, "step": step, "total_steps": totalSteps,
+            "data_position": dataPosition, "seed": String(seed), "settings": settings,
+            "eval_losses": Dictionary(uniqueKeysWithValues: evalLosses.map { (String($0.key), $0.value) }),
+            "memory": [
+                "gradient_checkpointing": choices.gradientCheckpointing, "micro_batch": choices.microBatch,
+                "logits_chunk_bytes": choices.logitsChunkBytes, "release_weight_pages": choices.releaseWeightPages,
+                "optimizer_resident_bytes": choices.optimizerResidentBytes.map { $0 as Any } ?? NSNull(),
+            ] as [String: Any],
+        ]
+        return Array((PythonJSON.encode(object) + "\n").utf8)
+    }
+
+    init(step: Int, totalSteps: Int, dataPosition: Int, seed: UInt64, choices: MemoryChoices, settings: [String: String], evalLosses: [Int: Double]) {
+        self.step = step
+        self.totalSteps = totalSteps
+        self.dataPosition = dataPosition
+        self.seed = seed
+        self.choices = choices
+        self.settings = settings
+        self.evalLosses = evalLosses
+    }
+
+    init(path: String) throws(TrainError) {
+        func fail(_ detail: String) -> TrainError { .checkpoint(path: path, detail: detail) }
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw fail("missing or not JSON; --resume must name a checkpoint directory written by qlora-train")
+        }
+        guard object["format"] as? String == Self.format else { throw fail("not a swift-qlora trainer state") }
+        guard object["version"] as? Int == Self.version else { throw fail("trainer state version \(object["version"] ?? "none"); this build reads \(Self.version)") }
+        guard let step = object["step"] as? Int, let total = object["total_steps"] as? Int, let position = object["data_position"] as? Int,
+              let seedText = object["seed"] as? String, let seed = UInt64(seedText), let settings = object["settings"] as? [String: String],
+              let memory = object["memory"] as? [String: Any], let checkpointing = memory["gradient_checkpointing"] as? Bool,
+              let micro = memory["micro_batch"] as? Int, let chunk = memory["logits_chunk_bytes"] as? Int,
+              let release = memory["release_weight_pages"] as? Bool, step >= 0, position >= 0, micro > 0, chunk > 0 else {
+            throw fail("a field is missing or has the wrong type; the file is damaged")
+        }
+        self.step = step
+        totalSteps = total
+        dataPosition = position
+        self.seed = seed
+        self.settings = settings
+        choices = MemoryChoices(gradientCheckpointing: checkpointing, microBatch: micro, logitsChunkBytes: chunk,
+                                optimizerResidentBytes: memory["optimizer_resident_bytes"] as? Int, releaseWeightPages: release)
+        var losses: [Int: Double] = [:]
+        for (key, value) in (object["eval_losses"] as? [String: Any]) ?? [:] {
+            if let step = Int(key), let loss = (value as? NSNumber)?.doubleValue { losses[step] = loss }
+        }
+        evalLosses = losses
+    }
+}
+
+enum TrainingCheckpoint {
+    static let stateFile = "trainer_state.json"
+    static let optimizerFile = "optimizer.safetensors"
+    static let prefix = "checkpoint-"
+
+    static func directory(output: String, step: Int) -> String { output + "/\(prefix)\(step)" }
+
+    /// Writes checkpoint `state.step` into `output` atomically and removes older ones beyond `keep`.
+    static func save(output: String, state: TrainerState, adapters: LoRAAdapters, optimizer: PagedAdamW,
+                     baseModel: String, keep: Int = 2) throws(TrainError) -> String {
+        let final = directory(output: output, step: state.step)
+        let partial = AtomicOutput.partialDirectory(for: final)
+        do throws(TrainError) {
+            do {
+                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+            } catch {
+                throw TrainError.output(.cannotCreateDirectory(path: partial, errno: errno))
+            }
+            do { try adapters.savePEFT(directory: partial, baseModel: baseModel) } catch { throw TrainError.output(error) }
+            do { try optimizer.save(to: partial + "/" + optimizerFile) } catch { throw TrainError.optimizer(error) }
+            do {
+                try AtomicOutput.writeFile(partial + "/" + stateFile, state.json())
+                try AtomicOutput.publish(partial: partial, output: final)
+            } catch { throw TrainError.output(error) }
+        } catch {
+            try? FileManager.default.removeItem(atPath: partial)
+            throw error
+        }
+        for old in list(output: output).dropLast(keep) where old.step != state.step {
+            try? FileManager.default.removeItem(atPath: directory(output: output, step: old.step))
+        }
+        return final
+    }
+
+    /// The complete checkpoints in `output`, by ascending step.
+    static func list(output: String) -> [(step: Int, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+        return names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix(prefix), let step = Int(name.dropFirst(prefix.count)) else { return nil }
+            let path = output + "/" + name
+            return FileManager.default.fileExists(atPath: path + "/" + stateFile) ? (step, path) : nil
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    /// `path` itself when it is a checkpoint, else its newest checkpoint (an output directory).
+    static func resolve(_ path: String) throws(TrainError) -> String {
+        if FileManager.default.fileExists(atPath: path + "/" + stateFile) { return path }
+        guard let newest = list(output: path).last else {
+            throw .checkpoint(path: path, detail: "no checkpoint here (no \(stateFile), no \(prefix)<step> directory); pass a checkpoint directory or the --output of an earlier run")
+        }
+        return newest.path
+    }
+}

@@ -1,0 +1,109 @@
+// How `qlora-train` shows a run: the plan and summaries on stdout; the progress bar (loss, tokens/s,
+// RSS against the budget, ETA) on a terminal's stderr, or one plain line per step otherwise; and
+// Ctrl-C, which asks the trainer to save and stop (a second Ctrl-C quits at once).
+import Dispatch
+import Foundation
+import QLoRATrain
+
+final class TrainTerminal {
+    private let budget: Int
+    private let isTerminal = isatty(STDERR_FILENO) != 0
+    private var barShown = false
+    private var lastEval: Double?
+
+    init(budget: Int) { self.budget = budget }
+
+    func show(_ event: TrainEvent) {
+        switch event {
+        case .quantizing(let source, let output, let progress):
+            if progress.tensorIndex == 0 && progress.elementsDone == 0 { say("Quantizing \(source) into \(output) (once)") }
+            if isTerminal {
+                let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
+                bar(String(format: "quantizing %5.1f%%  [%d/%d] %@", fraction * 100, progress.tensorIndex + 1, progress.tensorCount, progress.tensor))
+            }
+        case .dataLoaded(let train, let valid, let validPath):
+            say("Data: \(train.description)")
+            if let valid { say("Validation (\(validPath)): \(valid.description)") }
+        case .plan(let plan):
+            say("Memory plan:\n" + plan.table())
+        case .resumed(let step, let checkpoint):
+            say("Resumed from \(checkpoint) at step \(step)")
+        case .sample(let phase, let prompt, let answer):
+            say("[\(phase.rawValue) training] \(prompt)\n  -> \(answer.trimmingCharacters(in: .whitespacesAndNewlines))")
+        case .step(let m):
+            if let eval = m.evalLoss { lastEval = eval }
+            let eta = Double(m.totalSteps - m.step) * m.seconds
+            let evalText = lastEval.map { String(format: " eval %.4f", $0) } ?? ""
+            let text = String(format: "step %d/%d loss %.4f%@ lr %.2e | %.0f tok/s | RSS %@ / %@ | ETA %@", m.step, m.totalSteps, m.loss, evalText,
+                              m.learningRate, m.tokensPerSecond, formatBytes(m.rssBytes), formatBytes(budget), formatSeconds(eta))
+            if isTerminal {
+                let width = 20, filled = width * m.step / max(1, m.totalSteps)
+                bar("[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text)
+            } else {
+                FileHandle.standardError.write(Data((text + "\n").utf8))
+            }
+        case .evaluation(let step, let loss):
+            lastEval = loss
+            if step == 0 { say(String(format: "Eval loss before training: %.4f", loss)) }
+        case .saved(let step, let path):
+            if !isTerminal { say("Saved checkpoint of step \(step): \(path)") }
+        case .governor(let action):
+            say("Governor: \(action)")
+        case .finished(let s):
+            finishLine()
+            var lines = [s.interrupted ? "Stopped early; resume with --resume \(s.adapterDirectory)" : "Done: adapter in \(s.adapterDirectory)"]
+            if let first = s.firstLoss, let last = s.lastLoss { lines.append(String(format: "train loss %.4f -> %.4f over %d steps", first, last, s.steps)) }
+            if let first = s.firstEvalLoss, let last = s.lastEvalLoss { lines.append(String(format: "eval loss %.4f -> %.4f", first, last)) }
+            lines.append("peak RSS \(formatBytes(s.peakRSSBytes)) of the \(formatBytes(s.budget)) budget; \(s.tokens) target tokens in \(formatSeconds(s.seconds))")
+            print(lines.joined(separator: "\n"))
+        }
+    }
+
+    /// Ends the progress bar's line so the next output starts on its own.
+    func finishLine() {
+        if barShown { FileHandle.standardError.write(Data("\n".utf8)) }
+        barShown = false
+    }
+
+    private func say(_ text: String) {
+        finishLine()
+        print(text)
+        fflush(nil)  // all streams: stdout may be a pipe
+    }
+
+    private func bar(_ text: String) {
+        FileHandle.standardError.write(Data(("\r" + text.padding(toLength: 118, withPad: " ", startingAt: 0)).utf8))
+        barShown = true
+    }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+}
+
+/// Set by the first Ctrl-C (or SIGTERM); the trainer then saves a checkpoint and returns.
+final class InterruptFlag: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var set = false
+
+    var isSet: Bool { lock.withLock { set } }
+
+    init() {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { [self] in
+                let again = lock.withLock { () -> Bool in
+                    defer { set = true }
+                    return set
+                }
+                if again { exit(128 + signalNumber) }
+                FileHandle.standardError.write(Data("\nqlora-train: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)\n".utf8))
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

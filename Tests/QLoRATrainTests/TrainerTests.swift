@@ -1,0 +1,167 @@
+// qlora-train end to end on the tiny fixture Llama (vocab 256) with pre-tokenized data: the PEFT
+// adapter and metrics it writes, bitwise resume after Ctrl-C and after SIGKILL, the NaN stop, the
+// up-front refusal, and flag validation.
+import Foundation
+import QLoRAIO
+import QLoRAModel
+import Testing
+import _TestSupport
+@testable import QLoRATrain
+@testable import qlora_train
+
+private let modelDirectory = fixturesDirectory("model-llama-gqa").path + "/base-nf4"
+
+/// Rows of a repeating pattern the model can learn: `start, start + step, ...` mod 256, with the
+/// first quarter masked like a prompt.
+private func writeData(_ path: String, rows: Int, seed: Int) throws {
+    var lines: [String] = []
+    for row in 0..<rows {
+        let length = 12 + (row * 7 + seed) % 20, start = (row * 37 + seed) % 256, step = 1 + row % 3
+        let ids = (0..<length).map { (start + $0 * step) % 256 }
+        let labels = ids.enumerated().map { $0.offset < length / 4 ? -100 : $0.element }
+        lines.append("{\"input_ids\": \(ids), \"labels\": \(labels)}")
+    }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+private func config(_ directory: String, steps: Int = 8) throws -> TrainConfig {
+    try writeData(directory + "/train.jsonl", rows: 40, seed: 1)
+    try writeData(directory + "/valid.jsonl", rows: 8, seed: 5)
+    var config = TrainConfig(model: modelDirectory, trainData: directory + "/train.jsonl", output: directory + "/out", memoryBudget: 2 << 30)
+    config.validData = directory + "/valid.jsonl"
+    config.seqLen = 32
+    config.batchSize = 2
+    config.gradAccum = 2
+    config.maxSteps = steps
+    config.learningRate = 1e-2
+    config.lora = LoRAConfig(rank: 4, alpha: 8, dropout: 0.1, seed: 3)
+    config.metricsPath = directory + "/metrics.jsonl"
+    config.evalEvery = 4
+    config.saveEvery = 2
+    return config
+}
+
+private func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atPath: path).map(Array.init) ?? [] }
+
+@Test func trainsAndWritesAPEFTAdapterAndMetrics() throws {
+    let directory = try TemporaryDirectory()
+    let summary = try Trainer(config: try config(directory.path)).run { _ in .continue }
+    #expect(summary.steps == 8 && !summary.interrupted)
+    let out = directory.path + "/out"
+    // The adapter has PEFT's keys, shapes and config (FORMATS.md).
+    let file = try SafetensorsFile(path: out + "/adapter_model.safetensors")
+    #expect(file.metadata["format"] == "pt")
+    let q = try #require(file.tensor(named: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"))
+    #expect(q.dtype == .F32 && q.shape == [4, 64])
+    let down = try #require(file.tensor(named: "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"))
+    #expect(down.shape == [64, 4])
+    #expect(file.tensors.count == 2 * 2 * 7)
+    let adapterConfig = try JSONSerialization.jsonObject(with: Data(bytes(out + "/adapter_config.json"))) as! [String: Any]
+    #expect(adapterConfig["peft_type"] as? String == "LORA" && adapterConfig["r"] as? Int == 4)
+    #expect(adapterConfig["lora_alpha"] as? Double == 8 && adapterConfig["task_type"] as? String == "CAUSAL_LM")
+    #expect((adapterConfig["target_modules"] as? [String])?.count == 7 && adapterConfig["bias"] as? String == "none")
+    // A metrics line per step with the documented fields; eval on steps 4 and 8.
+    let lines = String(decoding: bytes(directory.path + "/metrics.jsonl"), as: UTF8.self).split(separator: "\n")
+    #expect(lines.count == 8)
+    let metrics = lines.map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    for key in ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "rss_bytes"] { #expect(metrics[0][key] != nil, "\(key)") }
+    #expect(metrics.compactMap { $0["eval_loss"] }.count == 2)
+    // It learned: the eval loss fell from before training.
+    let first = try #require(summary.firstEvalLoss), last = try #require(summary.lastEvalLoss)
+    #expect(last < first, "eval loss \(first) -> \(last)")
+    // Checkpoints: the last two kept, complete.
+    let checkpoints = TrainingCheckpoint.list(output: out).map(\.step)
+    #expect(checkpoints == [6, 8])
+    let state = try TrainerState(path: out + "/checkpoint-8/trainer_state.json")
+    #expect(state.step == 8 && state.dataPosition == 8 * 4)
+}
+
+@Test func stopSavesAndResumeEndsBitwiseEqual() throws {
+    let straight = try TemporaryDirectory(), interrupted = try TemporaryDirectory()
+    _ = try Trainer(config: try config(straight.path)).run { _ in .continue }
+    // Stop after step 3 (Ctrl-C): a checkpoint of step 3 is saved although --save-every is 2.
+    var first = try config(interrupted.path)
+    let summary = try Trainer(config: first).run { event in
+        if case .step(let m) = event, m.step == 3 { return .stop }
+        return .continue
+    }
+    #expect(summary.interrupted)
+    #expect(TrainingCheckpoint.list(output: interrupted.path + "/out").last?.step == 3)
+    first.resume = interrupted.path + "/out"
+    let resumed = try Trainer(config: first).run { _ in .continue }
+    #expect(!resumed.interrupted)
+    #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(interrupted.path + "/out/adapter_model.safetensors"))
+    #expect(bytes(straight.path + "/out/checkpoint-8/optimizer.safetensors") == bytes(interrupted.path + "/out/checkpoint-8/optimizer.safetensors"))
+    // The metrics file reads as one run.
+    let steps = String(decoding: bytes(interrupted.path + "/metrics.jsonl"), as: UTF8.self).split(separator: "\n").count
+    #expect(steps == 8)
+}
+
+@Test func resumeRefusesOtherSettings() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 2)
+    _ = try Trainer(config: config).run { _ in .continue }
+    config.resume = directory.path + "/out"
+    config.learningRate = 5e-3
+    #expect {
+        _ = try Trainer(config: config).run { _ in .continue }
+    } throws: { error in
+        "\(error)".contains("lr = 0.01, this run has 0.005")
+    }
+}
+
+@Test func nonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 20)
+    config.saveEvery = 1
+    config.learningRate = 1e30  // blows the adapters up within a few steps
+    config.maxGradNorm = nil
+    var lastStep = 0
+    #expect {
+        _ = try Trainer(config: config).run { event in
+            if case .step(let m) = event { lastStep = m.step }
+            return .continue
+        }
+    } throws: { error in
+        guard case TrainError.nonFiniteLoss(let step, let checkpoint?) = error else { return false }
+        return step == lastStep + 1 && checkpoint.hasSuffix("checkpoint-\(lastStep)") && "\(error)".contains("NaN or infinite at step \(step)")
+    }
+    // The kept checkpoint holds finite values.
+    let file = try SafetensorsFile(path: directory.path + "/out/checkpoint-\(lastStep)/adapter_model.safetensors")
+    for tensor in file.tensors {
+        let values = file.data(of: tensor).bindMemory(to: Float.self, capacity: tensor.elementCount)
+        #expect((0..<tensor.elementCount).allSatisfy { values[$0].isFinite }, "\(tensor.name)")
+    }
+}
+
+@Test func tooSmallABudgetIsRefusedBeforeLoading() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path)
+    config.memoryBudget = 8 << 20
+    #expect {
+        _ = try Trainer(config: config).run { _ in .continue }
+    } throws: { error in
+        guard case TrainError.budgetTooSmall(let plan, _) = error else { return false }
+        return "\(error)".contains("Raise --mem-budget to at least \((plan.total + (1 << 20) - 1) >> 20)MiB")
+    }
+    #expect(!FileManager.default.fileExists(atPath: directory.path + "/out/adapter_model.safetensors"))
+}
+
+@Test(arguments: [
+    (["--max-steps", "0"], "--max-steps"),
+    (["--mem-budget", "lots"], "--mem-budget"),
+    (["--target-modules", "q_proj,attn"], "'attn'"),
+    (["--epochs", "1", "--max-steps", "3"], "not both"),
+    (["--lora-dropout", "1.5"], "--lora-dropout"),
+    (["--lr-schedule", "step"], "step"),
+])
+func badFlagsAreRefusedWithTheirName(extra: [String], expected: String) {
+    let base = ["--model", "m", "--data", "d.jsonl", "--output", "o"]
+    let budget = extra.contains("--mem-budget") ? [] : ["--mem-budget", "1GiB"]
+    #expect(throws: (any Error).self) { _ = try QLoRATrainCommand.parseAsRoot(base + budget + extra) }
+    do {
+        _ = try QLoRATrainCommand.parseAsRoot(base + budget + extra)
+    } catch {
+        #expect(QLoRATrainCommand.message(for: error).contains(expected), "\(QLoRATrainCommand.message(for: error))")
+    }
+}
