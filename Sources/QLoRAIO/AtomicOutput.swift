@@ -64,12 +64,17 @@ public enum AtomicOutput {
     /// Removes partial (and half-replaced) directories of `output` left by processes that are gone.
     public static func removeStalePartials(of output: String) {
         let url = URL(fileURLWithPath: output).standardizedFileURL
-        let parent = url.deletingLastPathComponent().path
-        for marker in [".partial-", ".replaced-"] {
-            let prefix = ".\(url.lastPathComponent)\(marker)"
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
-                guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
-                if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: parent + "/" + name) }
+        removeStalePartials(in: url.deletingLastPathComponent().path) { $0 == url.lastPathComponent }
+    }
+
+    /// Removes the partial (and half-replaced) directories in `directory` of outputs whose name
+    /// `matches`, left by processes that are gone.
+    public static func removeStalePartials(in directory: String, matching matches: (String) -> Bool) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".") {
+            for marker in [".partial-", ".replaced-"] {
+                guard let range = name.range(of: marker, options: .backwards), matches(String(name[name.index(after: name.startIndex)..<range.lowerBound])),
+                      let pid = Int32(name[range.upperBound...]), pid != getpid() else { continue }
+                if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: directory + "/" + name) }
             }
         }
     }

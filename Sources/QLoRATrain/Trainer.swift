@@ -87,7 +87,7 @@ public final class Trainer {
         do {
             try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
         } catch { throw .output(.cannotCreateDirectory(path: config.output, errno: errno)) }
-        AtomicOutput.removeStalePartials(of: TrainingCheckpoint.directory(output: config.output, step: 0))
+        AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
         let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
         let sampler = inputs.sampleSeqLen.map { Sampler(weights: weights, adapters: adapters, seqLen: $0, data: data, maxTokens: config.sampleTokens) }
 

@@ -165,3 +165,67 @@ func badFlagsAreRefusedWithTheirName(extra: [String], expected: String) {
         #expect(QLoRATrainCommand.message(for: error).contains(expected), "\(QLoRATrainCommand.message(for: error))")
     }
 }
+
+/// The `qlora-train` executable built beside the test runner.
+private func trainExecutable() throws -> String {
+    let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("qlora-train").path
+    guard FileManager.default.isExecutableFile(atPath: path) else { throw TemporaryDirectory.Missing(path: path) }
+    return path
+}
+
+extension TemporaryDirectory {
+    struct Missing: Error { let path: String }
+}
+
+private func arguments(_ config: TrainConfig) -> [String] {
+    ["--model", config.model, "--data", config.trainData, "--valid-data", config.validData!, "--output", config.output,
+     "--mem-budget", "1GiB", "--seq-len", "\(config.seqLen)", "--batch-size", "\(config.batchSize)", "--grad-accum", "\(config.gradAccum)",
+     "--max-steps", "\(config.maxSteps!)", "--lr", "\(config.learningRate)", "--lora-r", "\(config.lora.rank)",
+     "--lora-alpha", "\(config.lora.alpha)", "--lora-dropout", "\(config.lora.dropout)", "--seed", "\(config.lora.seed)",
+     "--eval-every", "\(config.evalEvery!)", "--save-every", "1", "--metrics", config.metricsPath!]
+}
+
+/// Runs qlora-train on `config` (resuming from its output when that exists). With `killAt`, it is
+/// SIGKILLed `delay` seconds after its newest checkpoint reaches that step. Returns whether it was killed.
+@discardableResult
+private func runTrainProcess(_ config: TrainConfig, killAt step: Int? = nil, delay: Double = 0) throws -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try trainExecutable())
+    process.arguments = arguments(config) + (FileManager.default.fileExists(atPath: config.output) ? ["--resume", config.output] : [])
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var killed = false
+    if let step {
+        while process.isRunning && (TrainingCheckpoint.list(output: config.output).last?.step ?? 0) < step { usleep(1_000) }
+        usleep(UInt32(delay * 1e6))
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            killed = true
+        }
+    }
+    process.waitUntilExit()
+    if !killed { #expect(process.terminationStatus == 0) }
+    return killed
+}
+
+@Test func resumeAfterSIGKILLEndsBitwiseEqual() throws {
+    let straight = try TemporaryDirectory(), killed = try TemporaryDirectory()
+    try runTrainProcess(try config(straight.path, steps: 40))
+    // Kill the run at several points, each time resuming from what is on disk: a checkpoint is
+    // written after every step, so the kills land in a step or while a checkpoint is written.
+    let run = try config(killed.path, steps: 40)
+    var kills = 0
+    for (step, delay) in [(5, 0.0), (12, 0.003), (20, 0.011), (27, 0.0), (33, 0.007)] {
+        if try runTrainProcess(run, killAt: step, delay: delay) { kills += 1 }
+    }
+    #expect(kills >= 3, "only \(kills) of 5 runs were killed before they finished")
+    _ = try runTrainProcess(run)
+    let same = bytes(straight.path + "/out/adapter_model.safetensors") == bytes(run.output + "/adapter_model.safetensors")
+    #expect(same, "the resumed adapter differs from the uninterrupted run's")
+    let sameState = bytes(straight.path + "/out/checkpoint-40/optimizer.safetensors") == bytes(run.output + "/checkpoint-40/optimizer.safetensors")
+    #expect(sameState, "the resumed optimizer state differs")
+    // No partial directory survives.
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: run.output).filter { $0.contains(".partial-") || $0.contains(".replaced-") }
+    #expect(leftovers.isEmpty, "\(leftovers)")
+}
