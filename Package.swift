@@ -34,11 +34,11 @@ let package = Package(
         .target(name: "QLoRATrain", dependencies: ["QLoRAModel", "QLoRAOptim", "QLoRAConvert", "QLoRAIO", "QLoRAKernels"]),
         .executableTarget(
             name: "qlora-train",
-            dependencies: ["QLoRATrain", "QLoRAModel", "QLoRAConvert", "QLoRAIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["QLoRATrain", "QLoRAModel", "QLoRAConvert", "QLoRAIO", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "quantize",
-            dependencies: ["QLoRAConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["QLoRAConvert", "QLoRAIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "qlora-eval",

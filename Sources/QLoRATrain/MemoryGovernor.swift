@@ -1,6 +1,7 @@
 // The governor keeps the promise while training runs: after every step it reads the process's RSS
 // and, when it comes within the margin of the budget, gives memory back (optimizer pages first,
 // then the frozen weights' pages after each layer) and says what it did.
+import QLoRAIO
 import QLoRAOptim
 
 final class MemoryGovernor: @unchecked Sendable {

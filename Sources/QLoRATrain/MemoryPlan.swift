@@ -4,6 +4,7 @@
 // changes what is computed except the split of a batch into micro-batches (same mean loss).
 import Foundation
 import QLoRAConvert
+import QLoRAIO
 import QLoRAModel
 import QLoRAOptim
 

@@ -25,6 +25,7 @@ enum ModelPreparation {
             let source: WeightSource = isDirectory.boolValue ? try HFCheckpointSource(directory: path) : try GGUFSource(path: path)
             var options = ConvertOptions(output: output)
             options.force = true
+            events(.quantizing(source: path, output: output, progress: nil))
             _ = try Converter.convert(source, options: options) { events(.quantizing(source: path, output: output, progress: $0)) }
             try AtomicOutput.replaceFile(output + "/" + sourceRecord, record)
         } catch {

@@ -22,17 +22,6 @@ public struct ProcessMemory: Sendable, Equatable {
     }
 }
 
-/// "1.50 GiB", "512 MiB": binary units, as budgets are given.
-public func formatBytes(_ bytes: Int) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(bytes), unit = 0
-    while abs(value) >= 1024 && unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: value >= 100 ? "%.0f %@" : "%.2f %@", value, units[unit])
-}
-
 /// Parses a byte size: "2GiB", "1.5G", "512MiB", "800M", "1048576" (K/M/G/T are binary, as in
 /// `--mem-budget 2GiB`; "GB" is decimal). Nil when it is not a size.
 public func parseByteSize(_ text: String) -> Int? {

@@ -28,8 +28,9 @@ public struct StepMetrics: Sendable {
 }
 
 public enum TrainEvent: Sendable {
-    /// A model that was not NF4 is being quantized into `output` first.
-    case quantizing(source: String, output: String, progress: ConvertProgress)
+    /// A model that was not NF4 is being quantized into `output` first: once with no progress as
+    /// it starts, then as tensors are converted.
+    case quantizing(source: String, output: String, progress: ConvertProgress?)
     case dataLoaded(train: DataSummary, valid: DataSummary?, validPath: String)
     case plan(MemoryPlan)
     case resumed(step: Int, checkpoint: String)

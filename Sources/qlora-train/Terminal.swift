@@ -3,6 +3,7 @@
 // Ctrl-C, which asks the trainer to save and stop (a second Ctrl-C quits at once).
 import Dispatch
 import Foundation
+import QLoRAIO
 import QLoRATrain
 
 final class TrainTerminal {
@@ -15,8 +16,9 @@ final class TrainTerminal {
 
     func show(_ event: TrainEvent) {
         switch event {
-        case .quantizing(let source, let output, let progress):
-            if progress.tensorIndex == 0 && progress.elementsDone == 0 { say("Quantizing \(source) into \(output) (once)") }
+        case .quantizing(let source, let output, nil):
+            say("Quantizing \(source) into \(output) (once; later runs reuse it)")
+        case .quantizing(_, _, let progress?):
             if isTerminal {
                 let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
                 bar(String(format: "quantizing %5.1f%%  [%d/%d] %@", fraction * 100, progress.tensorIndex + 1, progress.tensorCount, progress.tensor))
@@ -75,11 +77,6 @@ final class TrainTerminal {
         FileHandle.standardError.write(Data(("\r" + text.padding(toLength: 118, withPad: " ", startingAt: 0)).utf8))
         barShown = true
     }
-}
-
-func formatSeconds(_ seconds: Double) -> String {
-    let s = Int(seconds.rounded())
-    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
 }
 
 /// Set by the first Ctrl-C (or SIGTERM); the trainer then saves a checkpoint and returns.

@@ -3,6 +3,7 @@
 import Dispatch
 import Foundation
 import QLoRAConvert
+import QLoRAIO
 
 /// A one-line progress bar on a terminal (stderr), or a plain line every 10% otherwise.
 final class ProgressBar {
@@ -38,21 +39,6 @@ final class ProgressBar {
         if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
         drawn = false
     }
-}
-
-func formatSeconds(_ seconds: Double) -> String {
-    let s = Int(seconds.rounded())
-    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-}
-
-func formatBytes(_ bytes: Int) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(bytes), unit = 0
-    while value >= 1024 && unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return String(format: unit == 0 ? "%.0f %@" : "%.2f %@", value, units[unit])
 }
 
 extension ConversionSummary {

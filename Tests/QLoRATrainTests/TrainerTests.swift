@@ -229,3 +229,28 @@ private func runTrainProcess(_ config: TrainConfig, killAt step: Int? = nil, del
     let leftovers = try FileManager.default.contentsOfDirectory(atPath: run.output).filter { $0.contains(".partial-") || $0.contains(".replaced-") }
     #expect(leftovers.isEmpty, "\(leftovers)")
 }
+
+@Test func aFloatModelIsQuantizedOnLoadOnce() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 2)
+    config.model = fixturesDirectory("model-llama-gqa").path + "/base"
+    var quantized = 0
+    let events: (TrainEvent) -> TrainDisposition = { event in
+        if case .quantizing(_, _, nil) = event { quantized += 1 }
+        return .continue
+    }
+    _ = try Trainer(config: config).run(events: events)
+    let copy = config.output + "/base-model-nf4"
+    #expect(quantized == 1)
+    #expect(try ModelPreparation.isQuantized(directory: copy))
+    // The same NF4 codes as quantizing the fixture's own NF4 checkpoint (made by bitsandbytes).
+    let ours = try SafetensorsFile(path: copy + "/model.safetensors")
+    let reference = try SafetensorsFile(path: modelDirectory + "/model.safetensors")
+    let name = "model.layers.1.mlp.down_proj.weight"
+    let a = try #require(ours.tensor(named: name)), b = try #require(reference.tensor(named: name))
+    #expect(a.byteCount == b.byteCount && memcmp(ours.data(of: a), reference.data(of: b), a.byteCount) == 0)
+    // A second run (a resume) reuses the quantized copy.
+    config.resume = config.output
+    _ = try Trainer(config: config).run(events: events)
+    #expect(quantized == 1)
+}
