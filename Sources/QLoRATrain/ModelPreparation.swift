@@ -19,7 +19,7 @@ enum ModelPreparation {
         if isDirectory.boolValue, try isQuantized(directory: path) { return path }
         let output = config.output + "/" + quantizedName
         let record = Array((PythonJSON.encode(["source": URL(fileURLWithPath: path).standardizedFileURL.path,
-                                               "size": fingerprint(path)] as [String: Any]) + "\n").utf8)
+                                               "size": fingerprint(path, isDirectory: isDirectory.boolValue)] as [String: Any]) + "\n").utf8)
         if FileManager.default.contents(atPath: output + "/" + sourceRecord).map(Array.init) == record { return output }
         do {
             let source: WeightSource = isDirectory.boolValue ? try HFCheckpointSource(directory: path) : try GGUFSource(path: path)
@@ -58,11 +58,9 @@ enum ModelPreparation {
     }
 
     /// Total bytes of the source's files with their modification times, to notice a changed source.
-    private static func fingerprint(_ path: String) -> String {
+    private static func fingerprint(_ path: String, isDirectory: Bool) -> String {
         let manager = FileManager.default
-        var isDirectory: ObjCBool = false
-        manager.fileExists(atPath: path, isDirectory: &isDirectory)
-        let files = isDirectory.boolValue ? ((try? manager.contentsOfDirectory(atPath: path)) ?? []).sorted().map { path + "/" + $0 } : [path]
+        let files = isDirectory ? ((try? manager.contentsOfDirectory(atPath: path)) ?? []).sorted().map { path + "/" + $0 } : [path]
         return files.map { file in
             let attributes = try? manager.attributesOfItem(atPath: file)
             let size = (attributes?[.size] as? Int) ?? 0
