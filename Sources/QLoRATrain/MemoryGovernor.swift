@@ -1,6 +1,7 @@
-// The governor keeps the promise while training runs: after every step it reads the process's RSS
-// and, when it comes within the margin of the budget, gives memory back (optimizer pages first,
-// then the frozen weights' pages after each layer) and says what it did.
+// The governor watches the promise while training runs: after every step it reads the process's
+// RSS and, when it comes within half the planner's margin of the budget, gives memory back
+// (optimizer pages first, then the frozen weights' pages after each layer) and says what it did.
+// It can only act between steps: the plan is what keeps a step's peak under the budget.
 import QLoRAIO
 import QLoRAOptim
 
@@ -14,7 +15,7 @@ final class MemoryGovernor: @unchecked Sendable {
     init(budget: Int, plan: MemoryPlan, optimizer: PagedAdamW) {
         self.budget = budget
         self.optimizer = optimizer
-        margin = MemoryPlanner.margin(budget: budget)
+        margin = plan.components.first { $0.name == "margin" }?.bytes ?? MemoryPlanner.margin(planned: budget)
         releaseWeightPages = plan.choices.releaseWeightPages
     }
 

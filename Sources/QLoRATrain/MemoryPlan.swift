@@ -1,7 +1,8 @@
 // The memory planner: before any weight is loaded, the RAM of every component of a run for this
 // model, data shape and options, and the fastest set of memory-saving choices that fits the
 // budget, or the smallest budget that would. The choices only trade speed for memory; none
-// changes what is computed except the split of a batch into micro-batches (same mean loss).
+// changes what is computed except the split of a batch into micro-batches (the same mean loss,
+// summed in another order, and other dropout masks).
 import Foundation
 import QLoRAConvert
 import QLoRAIO
@@ -94,8 +95,10 @@ public enum MemoryPlanner {
     /// measured as the process's RSS beyond the planned components (the planner test and the
     /// closing notes of issue 5 give the figures).
     public static let computeRuntimeBytes = 64 << 20
-    /// Kept free under the budget for what no component counts (fragmentation, page-table growth).
-    public static func margin(budget: Int) -> Int { max(16 << 20, budget / 50) }
+    /// Kept free for what no component counts (fragmentation, page-table growth): 2% of the
+    /// rest, at least 16 MiB. It does not depend on the budget, so the smallest plan's total is a
+    /// budget at which that plan fits.
+    public static func margin(planned bytes: Int) -> Int { max(16 << 20, bytes / 50) }
     /// The fewest optimizer pages worth paging through (the worker's window plus the page in use).
     static let minimumResidentPages = 4
     static let logitsChunkChoices = [64 << 20, 16 << 20, 4 << 20]
@@ -106,7 +109,7 @@ public enum MemoryPlanner {
         var best: (plan: MemoryPlan, cost: Double)?
         var smallest: MemoryPlan?
         for choices in candidates(inputs, budget: budget) {
-            let plan = MemoryPlan(budget: budget, choices: choices, components: components(inputs, choices, budget: budget))
+            let plan = MemoryPlan(budget: budget, choices: choices, components: components(inputs, choices))
             if smallest == nil || plan.total < smallest!.total { smallest = plan }
             guard plan.fits else { continue }
             let cost = relativeCost(inputs, choices)
@@ -141,10 +144,11 @@ public enum MemoryPlanner {
         if let fixed = inputs.optimizerResidentBytes { return fixed }
         var probe = choices
         probe.optimizerResidentBytes = nil
-        let all = components(inputs, probe, budget: budget)
-        let optimizer = all.first { $0.name == optimizerName }!.bytes
-        let others = all.reduce(0) { $0 + $1.bytes } - optimizer
-        let left = budget - others - 4 * inputs.pageBytes  // PagedAdamW.peakBytes adds 4 pages of scratch
+        let all = components(inputs, probe)
+        let others = all.filter { $0.name != optimizerName && $0.name != "margin" }.reduce(0) { $0 + $1.bytes }
+        // total = others + optimizer + margin(others + optimizer) must stay within the budget;
+        // PagedAdamW.peakBytes adds 4 pages of scratch to the resident pages.
+        let left = min(budget - (16 << 20), Int(Double(budget) / 1.02)) - others - 4 * inputs.pageBytes
         let stateBytes = inputs.trainableCount * 8
         if left >= stateBytes { return nil }
         return max(minimumResidentPages, left / inputs.pageBytes) * inputs.pageBytes
@@ -152,7 +156,7 @@ public enum MemoryPlanner {
 
     static let optimizerName = "optimizer state"
 
-    static func components(_ inputs: PlannerInputs, _ choices: MemoryChoices, budget: Int) -> [MemoryComponent] {
+    static func components(_ inputs: PlannerInputs, _ choices: MemoryChoices) -> [MemoryComponent] {
         let shape = inputs.shape, w = inputs.weightBytes
         let layout = ModelLayoutOptions(batch: choices.microBatch, seqLen: inputs.seqLen,
                                         gradientCheckpointing: choices.gradientCheckpointing, logitsChunkBytes: choices.logitsChunkBytes)
@@ -181,7 +185,8 @@ public enum MemoryPlanner {
             components.append(MemoryComponent(name: "sampler", bytes: sampler.activations + sampler.workspace + 4 * shape.vocabSize,
                                               detail: "before/after answers, 1 x \(sampleSeqLen) tokens"))
         }
-        components.append(MemoryComponent(name: "margin", bytes: margin(budget: budget), detail: "allocator slack, page tables"))
+        let rest = components.reduce(0) { $0 + $1.bytes }
+        components.append(MemoryComponent(name: "margin", bytes: margin(planned: rest), detail: "allocator slack, page tables"))
         return components
     }
 

@@ -19,7 +19,7 @@ enum ModelPreparation {
         if isDirectory.boolValue, try isQuantized(directory: path) { return path }
         let output = config.output + "/" + quantizedName
         let record = Array((PythonJSON.encode(["source": URL(fileURLWithPath: path).standardizedFileURL.path,
-                                               "size": fingerprint(path, isDirectory: isDirectory.boolValue)] as [String: Any]) + "\n").utf8)
+                                               "files": fingerprint(path, isDirectory: isDirectory.boolValue)] as [String: Any]) + "\n").utf8)
         if FileManager.default.contents(atPath: output + "/" + sourceRecord).map(Array.init) == record { return output }
         do {
             let source: WeightSource = isDirectory.boolValue ? try HFCheckpointSource(directory: path) : try GGUFSource(path: path)
@@ -32,6 +32,18 @@ enum ModelPreparation {
             throw .model("\(path): cannot quantize it on load: \(error)\n(or quantize it yourself with `quantize --input \(path) --output <dir>` and pass that directory)")
         }
         return output
+    }
+
+    /// Refuses an `--output` that is a file, or (unless resuming) one that already holds the
+    /// checkpoints of another run, whose pruning and `--resume` would mix with this one's.
+    static func checkOutput(_ output: String, resuming: Bool) throws(TrainError) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) else { return }
+        guard isDirectory.boolValue else { throw .model("--output \(output) is a file; pass a directory") }
+        if !resuming, let existing = TrainingCheckpoint.list(output: output).last {
+            throw .model("--output \(output) already holds checkpoints of another run (\(existing.path)); "
+                         + "pass --resume \(output) to continue it, or choose another --output")
+        }
     }
 
     static func shape(directory: String) throws(TrainError) -> ModelShape {

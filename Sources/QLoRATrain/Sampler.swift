@@ -4,7 +4,7 @@
 import QLoRAModel
 
 final class Sampler {
-    private let model: LlamaModel
+    let model: LlamaModel
     private let data: TrainingData
     private let maxTokens: Int
     private var logits: [Float]
@@ -32,7 +32,7 @@ final class Sampler {
     func answer(_ prompt: String) -> String {
         let T = model.dims.T, V = model.dims.V
         var tokens = data.promptTokens(prompt)
-        guard tokens.count < T else { return "(prompt longer than the sampler's \(T) tokens)" }
+        guard !tokens.isEmpty, tokens.count < T else { return "(the prompt is empty or longer than the sampler's \(T) tokens)" }
         let start = tokens.count
         while tokens.count < T && tokens.count - start < maxTokens {
             let row = tokens + [Int32](repeating: 0, count: T - tokens.count)

@@ -15,20 +15,25 @@ public final class Trainer {
         self.config = config
     }
 
-    /// Runs the whole job. Every event goes to `events`; answering `.stop` saves a checkpoint and
-    /// returns (the summary says `interrupted`).
+    /// Runs the whole job. Every event goes to `events`; answering `.stop` to any of them ends the
+    /// run after the current phase or step, saving a checkpoint when a step was done since the last
+    /// one (the summary says `interrupted`).
     public func run(events: (TrainEvent) -> TrainDisposition) throws(TrainError) -> TrainSummary {
         let start = Date()
-        let modelDirectory = try ModelPreparation.prepare(config: config) { _ = events($0) }
+        var stopRequested = false
+        func emit(_ event: TrainEvent) {
+            if events(event) == .stop { stopRequested = true }
+        }
+        try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
+        let modelDirectory = try ModelPreparation.prepare(config: config) { emit($0) }
         let shape = try ModelPreparation.shape(directory: modelDirectory)
         let data = try TrainingData.load(config: config, modelDirectory: modelDirectory, vocabularySize: shape.vocabSize)
-        _ = events(.dataLoaded(train: data.trainSummary, valid: data.validSummary, validPath: data.validSource))
+        emit(.dataLoaded(train: data.trainSummary, valid: data.validSummary, validPath: data.validSource))
 
         var resumed: (state: TrainerState, path: String)?
         if let resume = config.resume {
             let path = try TrainingCheckpoint.resolve(resume)
             let state = try TrainerState(path: path + "/" + TrainingCheckpoint.stateFile)
-            try checkSettings(state.settings, checkpoint: path)
             resumed = (state, path)
         }
         var lora = config.lora
@@ -38,6 +43,7 @@ public final class Trainer {
                 (lora.rank, lora.alpha, lora.useRSLoRA, lora.targets) = (peft.rank, peft.alpha, peft.useRSLoRA, peft.targets)
             } catch { throw .model("\(error)") }
         }
+        if let resumed { try checkSettings(resumed.state.settings, against: settings(lora: lora), checkpoint: resumed.path) }
         let rowsPerStep = config.batchSize * config.gradAccum
         let epochSteps = ((config.epochs ?? 1) * Double(data.trainSequenceCount) / Double(rowsPerStep)).rounded(.up)
         let totalSteps = resumed?.state.totalSteps ?? config.maxSteps ?? max(1, Int(epochSteps))
@@ -58,7 +64,7 @@ public final class Trainer {
         }
         let plan = MemoryPlanner.plan(inputs, budget: config.memoryBudget)
         guard plan.fits else { throw .budgetTooSmall(smallest: plan, hint: MemoryPlanner.hint(plan, inputs: inputs)) }
-        _ = events(.plan(plan))
+        emit(.plan(plan))
 
         // Load and lay out.
         let weights: LlamaWeights
@@ -90,29 +96,28 @@ public final class Trainer {
         AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
         let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
         let sampler = inputs.sampleSeqLen.map { Sampler(weights: weights, adapters: adapters, seqLen: $0, data: data, maxTokens: config.sampleTokens) }
+        sampler?.model.layerDone = model.layerDone
 
         var state = resumed?.state ?? TrainerState(step: 0, totalSteps: totalSteps, dataPosition: 0, seed: config.seed, choices: choices,
-                                                   settings: settings(), evalLosses: [:])
+                                                   settings: settings(lora: lora), evalLosses: [:])
         state.choices = choices
-        if let resumed { _ = events(.resumed(step: state.step, checkpoint: resumed.path)) }
-        if resumed == nil, let sampler {
-            for prompt in config.samplePrompts { _ = events(.sample(phase: .before, prompt: prompt, answer: sampler.answer(prompt))) }
+        if let resumed { emit(.resumed(step: state.step, checkpoint: resumed.path)) }
+        if resumed == nil, !stopRequested, let sampler {
+            for prompt in config.samplePrompts { emit(.sample(phase: .before, prompt: prompt, answer: sampler.answer(prompt))) }
         }
         var lastCheckpoint = resumed?.path
         var summary = TrainSummary(steps: totalSteps, firstLoss: nil, lastLoss: nil, firstEvalLoss: state.evalLosses[0], lastEvalLoss: nil,
                                    tokens: 0, seconds: 0, peakRSSBytes: 0, budget: config.memoryBudget,
                                    adapterDirectory: config.output, interrupted: false)
         func evaluate() -> Double? {
-            guard data.hasValidation else { return nil }
-            let loss = data.validationLoss(model: model)
+            guard data.hasValidation, let loss = data.validationLoss(model: model) else { return nil }
             state.evalLosses[state.step] = loss
-            _ = events(.evaluation(step: state.step, loss: loss))
+            emit(.evaluation(step: state.step, loss: loss))
             return loss
         }
-        if state.step == 0 { summary.firstEvalLoss = evaluate() }
+        if state.step == 0 && !stopRequested { summary.firstEvalLoss = evaluate() }
         let evalEvery = config.evalEvery ?? max(1, totalSteps / 5)
         let saveEvery = config.saveEvery ?? 100
-        var stopRequested = false
 
         while state.step < totalSteps && !stopRequested {
             let stepStart = Date()
@@ -141,33 +146,31 @@ public final class Trainer {
             summary.firstLoss = summary.firstLoss ?? loss
             summary.lastLoss = loss
             summary.tokens += targets
-            var memory = ProcessMemory.current()
+            let memory = ProcessMemory.current()
             var figures = StepMetrics(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: report.gradientNorm,
                                       tokens: targets, tokensPerSecond: Double(rowsPerStep * config.seqLen) / max(seconds, 1e-9),
                                       rssBytes: memory.residentBytes, peakRSSBytes: memory.peakBytes, seconds: seconds, evalLoss: nil)
             if state.step % evalEvery == 0 || state.step == totalSteps { figures.evalLoss = evaluate() }
             try metrics.append(figures)
-            if events(.step(figures)) == .stop { stopRequested = true }
-            if let action = governor.check() { _ = events(.governor(action)) }
+            emit(.step(figures))
+            if let action = governor.check() { emit(.governor(action)) }
             if state.step % saveEvery == 0 || state.step == totalSteps || stopRequested {
                 lastCheckpoint = try TrainingCheckpoint.save(output: config.output, state: state, adapters: adapters, optimizer: optimizer,
                                                              baseModel: modelDirectory)
-                _ = events(.saved(step: state.step, path: lastCheckpoint!))
+                emit(.saved(step: state.step, path: lastCheckpoint!))
             }
-            memory = ProcessMemory.current()
-            summary.peakRSSBytes = memory.peakBytes
         }
         summary.lastEvalLoss = state.evalLosses[state.step]
         if state.step >= totalSteps {
             do { try adapters.savePEFT(directory: config.output, baseModel: modelDirectory) } catch { throw .output(error) }
             if let sampler {
-                for prompt in config.samplePrompts { _ = events(.sample(phase: .after, prompt: prompt, answer: sampler.answer(prompt))) }
+                for prompt in config.samplePrompts { emit(.sample(phase: .after, prompt: prompt, answer: sampler.answer(prompt))) }
             }
         }
         summary.interrupted = state.step < totalSteps
         summary.seconds = Date().timeIntervalSince(start)
         summary.peakRSSBytes = ProcessMemory.current().peakBytes
-        _ = events(.finished(summary))
+        emit(.finished(summary))
         return summary
     }
 
@@ -176,9 +179,10 @@ public final class Trainer {
         Projection.allCases.filter(lora.targets.contains).reduce(0) { $0 + lora.rank * $1.features(in: shape).out } * shape.layers
     }
 
-    /// The settings that decide the arithmetic of a step; a resumed run must use the same.
-    private func settings() -> [String: String] {
-        let c = config, l = c.lora
+    /// The settings that decide the arithmetic of a step and the data it sees (with the LoRA shape
+    /// in effect, an `--init-adapter`'s); a resumed run must use the same.
+    private func settings(lora l: LoRAConfig) -> [String: String] {
+        let c = config
         return [
             "model": c.model, "train_data": c.trainData, "seq_len": "\(c.seqLen)", "batch_size": "\(c.batchSize)", "grad_accum": "\(c.gradAccum)",
             "lr": "\(c.learningRate)", "lr_schedule": c.schedule.rawValue, "warmup_steps": "\(c.warmupSteps)", "weight_decay": "\(c.weightDecay)",
@@ -186,11 +190,12 @@ public final class Trainer {
             "lora_dropout": "\(l.dropout)", "target_modules": Projection.allCases.filter(l.targets.contains).map(\.rawValue).joined(separator: ","),
             "use_rslora": "\(l.useRSLoRA)", "lora_fa": "\(l.freezeA)", "seed": "\(c.seed)", "shuffle": "\(c.shuffle)", "packing": "\(c.packing)",
             "truncate": "\(c.truncate)", "skip_bad_rows": "\(c.skipBadRows)", "chat_template": c.chatTemplate,
+            "valid_data": c.validData ?? "none", "valid_fraction": c.validData == nil ? "\(c.validFraction)" : "none",
+            "init_adapter": c.initAdapter ?? "none",
         ]
     }
 
-    private func checkSettings(_ saved: [String: String], checkpoint: String) throws(TrainError) {
-        let now = settings()
+    private func checkSettings(_ saved: [String: String], against now: [String: String], checkpoint: String) throws(TrainError) {
         for key in now.keys.sorted() where saved[key] != nil && saved[key] != now[key] {
             throw .checkpoint(path: checkpoint, detail: "was trained with \(key) = \(saved[key]!), this run has \(now[key]!); "
                               + "resume with the same flags (or start a new --output)")

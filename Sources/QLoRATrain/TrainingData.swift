@@ -84,9 +84,10 @@ final class TrainingData {
     func trainBatch(position: Int, rows: Int) -> TokenBatch { train.batch(from: position, rows: rows) }
 
     /// Mean cross-entropy over every target token of the validation sequences (token-weighted),
-    /// in batches of the model's rows (the last filled with rows that have no target).
-    func validationLoss(model: LlamaModel) -> Double {
-        guard let valid else { return .nan }
+    /// in batches of the model's rows (the last filled with rows that have no target); nil when
+    /// they have no target.
+    func validationLoss(model: LlamaModel) -> Double? {
+        guard let valid else { return nil }
         let rows = model.dims.B
         var total = 0.0, count = 0
         for start in stride(from: 0, to: valid.count, by: rows) {
@@ -107,7 +108,7 @@ final class TrainingData {
             total += Double(model.loss(batch)) * Double(targetCount)
             count += targetCount
         }
-        return count > 0 ? total / Double(count) : .nan
+        return count > 0 ? total / Double(count) : nil
     }
 
     /// The prompt as the model sees it before its answer: the chat template's user turn and the

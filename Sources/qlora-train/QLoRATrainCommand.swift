@@ -34,16 +34,25 @@ struct QLoRATrainCommand: ParsableCommand {
         if runOptions.batchSize < 1 || runOptions.gradAccum < 1 { throw ValidationError("--batch-size and --grad-accum must be at least 1.") }
         if runOptions.seqLen < 2 { throw ValidationError("--seq-len must be at least 2.") }
         if let steps = runOptions.maxSteps, steps < 1 { throw ValidationError("--max-steps must be at least 1.") }
-        if let epochs = runOptions.epochs, !(epochs > 0) { throw ValidationError("--epochs must be positive.") }
+        if let epochs = runOptions.epochs, !(epochs > 0 && epochs <= 100_000) { throw ValidationError("--epochs must be positive (at most 100000).") }
+        if runOptions.sampleTokens < 1 { throw ValidationError("--sample-tokens must be at least 1.") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: runOptions.output, isDirectory: &isDirectory) && !isDirectory.boolValue {
+            throw ValidationError("--output \(runOptions.output) is a file; pass a directory.")
+        }
+        if model.chatTemplate != "auto" && ChatTemplate(rawValue: model.chatTemplate) == nil {
+            throw ValidationError("--chat-template must be auto, \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
         if parseByteSize(memory.memBudget) == nil { throw ValidationError("--mem-budget '\(memory.memBudget)' is not a size like 2GiB or 800MiB.") }
         if let bytes = memory.optimResidentBytes, parseByteSize(bytes) == nil {
             throw ValidationError("--optim-resident-bytes '\(bytes)' is not a size like 64MiB.")
         }
         if lora.loraR < 1 { throw ValidationError("--lora-r must be at least 1.") }
         if !(0..<1).contains(lora.loraDropout) { throw ValidationError("--lora-dropout must be in [0, 1).") }
-        if !(optim.lr > 0) { throw ValidationError("--lr must be positive.") }
-        if optim.warmupSteps < 0 || optim.weightDecay < 0 || optim.maxGradNorm < 0 {
-            throw ValidationError("--warmup-steps, --weight-decay and --max-grad-norm must not be negative.")
+        if !(lora.loraAlpha > 0 && lora.loraAlpha.isFinite) { throw ValidationError("--lora-alpha must be a positive number.") }
+        if !(optim.lr > 0 && optim.lr.isFinite) { throw ValidationError("--lr must be a positive number.") }
+        if optim.warmupSteps < 0 || !(optim.weightDecay >= 0 && optim.weightDecay.isFinite) || !(optim.maxGradNorm >= 0 && optim.maxGradNorm.isFinite) {
+            throw ValidationError("--warmup-steps, --weight-decay and --max-grad-norm must be numbers, not negative.")
         }
         if !(0..<1).contains(model.validFraction) { throw ValidationError("--valid-fraction must be in [0, 1).") }
         _ = try lora.targets()

@@ -14,14 +14,24 @@ private func smolShape() throws -> ModelShape {
                             "rms_norm_eps": 1e-5, "rope_theta": 100000.0], path: "config.json")
 }
 
-private func smolInputs(batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? = nil) throws -> PlannerInputs {
-    let shape = try smolShape()
+/// TinyLlama-1.1B's shape (the quantize --synthetic preset).
+private func tinyLlamaShape() throws -> ModelShape {
+    try ModelShape(config: ["model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
+                            "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000, "rms_norm_eps": 1e-5], path: "config.json")
+}
+
+private func plannerInputs(_ shape: ModelShape, batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? = nil) -> PlannerInputs {
     let lora = LoRAConfig(rank: 16, alpha: 32)
     // NF4 layer bytes as `quantize` writes them: 4 bits per weight plus ~0.13 bits of double-quantized constants.
     let perLayer = Projection.allCases.reduce(0) { $0 + $1.features(in: shape).out * $1.features(in: shape).in } * 4127 / 8000
-    return PlannerInputs(shape: shape, weightBytes: WeightBytes(layers: Array(repeating: perLayer, count: 30), shared: 2 * 49152 * 576),
+    let embeddings = 2 * shape.vocabSize * shape.hiddenSize * (shape.tiedEmbeddings ? 1 : 2)
+    return PlannerInputs(shape: shape, weightBytes: WeightBytes(layers: Array(repeating: perLayer, count: shape.layers), shared: embeddings),
                          lora: lora, trainableCount: LoRAAdapters.parameterCount(shape: shape, config: lora), batchSize: batch,
                          seqLen: seqLen, processBytes: 60 << 20, sampleSeqLen: nil, checkpointing: checkpointing, optimizerResidentBytes: nil)
+}
+
+private func smolInputs(batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? = nil) throws -> PlannerInputs {
+    plannerInputs(try smolShape(), batch: batch, seqLen: seqLen, checkpointing: checkpointing)
 }
 
 @Test func plannedLayoutBytesAreWhatTheModelAllocates() throws {
@@ -43,8 +53,9 @@ private func smolInputs(batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? 
     #expect(mapped.layers.count == 2 && abs(mapped.layers[0] - mapped.layers[1]) < 64 && mapped.shared > 0)
 }
 
-@Test func refusalNamesTheSmallestBudgetThatFits() throws {
-    let inputs = try smolInputs()
+@Test(arguments: ["SmolLM2-135M", "TinyLlama-1.1B"])
+func refusalNamesTheSmallestBudgetThatFits(model: String) throws {
+    let inputs = plannerInputs(model == "SmolLM2-135M" ? try smolShape() : try tinyLlamaShape())
     let refused = MemoryPlanner.plan(inputs, budget: 200 << 20)
     #expect(!refused.fits)
     let minimum = refused.total
@@ -52,9 +63,9 @@ private func smolInputs(batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? 
     #expect(refused.choices.gradientCheckpointing && refused.choices.microBatch == 1 && refused.choices.releaseWeightPages)
     // The minimum is the threshold: the budget the message names fits, 1 MiB less than the plan's own needs does not.
     let suggested = ((minimum + (1 << 20) - 1) >> 20) << 20
-    #expect(MemoryPlanner.plan(inputs, budget: suggested).fits)
-    let below = MemoryPlanner.plan(inputs, budget: minimum - (1 << 20))
-    #expect(!below.fits)
+    let atSuggested = MemoryPlanner.plan(inputs, budget: suggested)
+    #expect(atSuggested.fits && atSuggested.total <= suggested)
+    #expect(!MemoryPlanner.plan(inputs, budget: minimum - (1 << 20)).fits)
     let message = TrainError.budgetTooSmall(smallest: refused, hint: MemoryPlanner.hint(refused, inputs: inputs)).description
     #expect(message.contains("--mem-budget 200 MiB is too small"))
     #expect(message.contains("Raise --mem-budget to at least \(suggested >> 20)MiB"))
@@ -88,16 +99,18 @@ private func smolInputs(batch: Int = 4, seqLen: Int = 256, checkpointing: Bool? 
 @Test func optimizerGetsWhatTheRestLeaves() throws {
     var inputs = try smolInputs()
     inputs.checkpointing = true
+    inputs.microBatch = 1
+    inputs.logitsChunkBytes = 4 << 20
     let full = MemoryPlanner.plan(inputs, budget: 8 << 30)
     let stateBytes = inputs.trainableCount * 8
     let optimizerFull = full.components.first { $0.name == "optimizer state" }!.bytes
-    #expect(optimizerFull >= stateBytes)
-    // Squeeze the budget until the optimizer must page: it keeps whole pages and the plan still fits.
-    let tight = MemoryPlanner.plan(inputs, budget: full.total - optimizerFull + stateBytes / 2 + (8 << 20))
-    #expect(tight.fits)
-    if let resident = tight.choices.optimizerResidentBytes {
-        #expect(resident % inputs.pageBytes == 0 && resident < stateBytes)
-    }
+    #expect(full.choices.optimizerResidentBytes == nil && optimizerFull >= stateBytes)
+    // A budget that leaves the optimizer about half its state: it keeps whole pages and the plan fits.
+    let budget = full.total - stateBytes / 2
+    let tight = MemoryPlanner.plan(inputs, budget: budget)
+    #expect(tight.fits && tight.total <= budget)
+    let resident = try #require(tight.choices.optimizerResidentBytes)
+    #expect(resident % inputs.pageBytes == 0 && resident < stateBytes && resident > stateBytes / 4)
 }
 
 @Test func byteSizesParseAsBudgetsAreWritten() {

@@ -138,13 +138,58 @@ private func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atP
     let directory = try TemporaryDirectory()
     var config = try config(directory.path)
     config.memoryBudget = 8 << 20
+    var planned = false
+    #expect {
+        _ = try Trainer(config: config).run { event in
+            if case .plan = event { planned = true }
+            return .continue
+        }
+    } throws: { error in
+        guard case TrainError.budgetTooSmall(let plan, _) = error else { return false }
+        return !plan.fits && "\(error)".contains("Raise --mem-budget to at least")
+    }
+    #expect(!planned && !FileManager.default.fileExists(atPath: config.output), "refused before anything was loaded or written")
+}
+
+@Test func anOutputHoldingAnotherRunIsRefused() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 2)
+    _ = try Trainer(config: config).run { _ in .continue }
     #expect {
         _ = try Trainer(config: config).run { _ in .continue }
     } throws: { error in
-        guard case TrainError.budgetTooSmall(let plan, _) = error else { return false }
-        return "\(error)".contains("Raise --mem-budget to at least \((plan.total + (1 << 20) - 1) >> 20)MiB")
+        "\(error)".contains("already holds checkpoints of another run") && "\(error)".contains("--resume")
     }
-    #expect(!FileManager.default.fileExists(atPath: directory.path + "/out/adapter_model.safetensors"))
+}
+
+/// The budget the refusal names is enough: at that budget the executable trains, and its peak RSS
+/// (VmHWM, from its metrics) stays under it, through evaluation and saving.
+@Test func theSuggestedBudgetTrainsWithinIt() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 4)
+    func run(budget: String) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try trainExecutable())
+        process.arguments = arguments(config).map { $0 == "1GiB" ? budget : $0 }
+        let pipe = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = pipe
+        try process.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+    let refused = try run(budget: "16MiB")
+    #expect(refused.status == 1)
+    let marker = "Raise --mem-budget to at least "
+    let range = try #require(refused.stderr.range(of: marker), "\(refused.stderr)")
+    let suggested = String(refused.stderr[range.upperBound...].prefix { $0 != "," && $0 != " " })
+    let budget = try #require(parseByteSize(suggested))
+    let accepted = try run(budget: suggested)
+    #expect(accepted.status == 0, "\(accepted.stderr)")
+    let lines = String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n")
+    let peak = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["peak_rss_bytes"] as? Int }.max()
+    #expect(lines.count == 4 && (peak ?? .max) <= budget, "peak \(peak ?? -1) over the budget \(budget)")
 }
 
 @Test(arguments: [
