@@ -221,7 +221,11 @@ extension MemoryPlanner {
         if inputs.checkpointing == false {
             return "allow gradient checkpointing (--gradient-checkpointing auto), which would keep far fewer activations"
         }
-        guard let largest = plan.components.filter({ advice[$0.name] != nil }).max(by: { $0.bytes < $1.bytes }) else { return "use a smaller model" }
+        // Prefer what a flag can change; a smaller model only when nothing else is left.
+        let adjustable = plan.components.filter { advice[$0.name] != nil && !$0.name.hasPrefix("frozen") && !$0.name.hasPrefix("embeddings") }
+        guard let largest = (adjustable.isEmpty ? plan.components.filter { advice[$0.name] != nil } : adjustable).max(by: { $0.bytes < $1.bytes }) else {
+            return "use a smaller model"
+        }
         return advice[largest.name]! + " " + formatBytes(largest.bytes)
     }
 }
