@@ -48,8 +48,8 @@ let package = Package(
         .target(name: "BenchmarkSupport", dependencies: ["QLoRAKernels"], path: "benchmarks/BenchmarkSupport"),
         .executableTarget(name: "quantize-bench", dependencies: ["BenchmarkSupport", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/quantize-bench"),
         // The synthetic NF4 models of the training benchmarks, made once into a cache directory.
-        .target(name: "BenchmarkModels", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAConvert"], path: "benchmarks/BenchmarkModels"),
-        .executableTarget(name: "train-step-bench", dependencies: ["BenchmarkSupport", "BenchmarkModels", "QLoRAModel", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
+        .target(name: "BenchmarkModels", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAConvert", "QLoRAIO"], path: "benchmarks/BenchmarkModels"),
+        .executableTarget(name: "train-step-bench", dependencies: ["BenchmarkSupport", "BenchmarkModels", "QLoRAModel", "QLoRAIO", "QLoRAKernels"], path: "benchmarks/train-step-bench"),
         .executableTarget(name: "optim-bench", dependencies: ["BenchmarkSupport", "BenchmarkModels", "QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels"], path: "benchmarks/optim-bench"),
         .executableTarget(name: "matmul-bench", dependencies: ["BenchmarkSupport", "QLoRAModel", "QLoRAQuant", "QLoRAKernels"], path: "benchmarks/matmul-bench"),
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),

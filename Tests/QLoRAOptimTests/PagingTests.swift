@@ -169,12 +169,6 @@ func mappingRSS(_ address: UnsafeMutableRawPointer) -> Int? {
     return nil
 }
 
-func processRSS() -> Int {
-    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-    return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
-}
-
 @Test func evictionReturnsTheRAM() throws {
     let directory = try TemporaryDirectory()
     let count = 32 << 20  // 256 MiB of moments
@@ -191,9 +185,9 @@ func processRSS() -> Int {
     _ = try optimizer.step(parameters: parameters, gradients: gradients)
     let frames = optimizer.store.frames, frameBytes = optimizer.pageCount * optimizer.config.pageBytes
     #expect(mappingRSS(frames) == frameBytes)
-    let before = processRSS()
+    let before = ProcessMemory.current().residentBytes
     try optimizer.evictAll()
-    let after = processRSS()
+    let after = ProcessMemory.current().residentBytes
     #expect(mappingRSS(frames) == 0)
     let spill = try #require(optimizer.store.spillFile)
     #expect(mappingRSS(spill.slot(0)) == 0, "spilled bytes still mapped in")

@@ -1,5 +1,6 @@
 // The governor gives memory back when RSS comes near the budget: optimizer pages first, then the
 // frozen weights' pages; with room to spare it does nothing.
+import QLoRAIO
 import QLoRAOptim
 import Testing
 @testable import QLoRATrain

@@ -4,6 +4,7 @@
 import BenchmarkSupport
 import Foundation
 import QLoRAConvert
+import QLoRAIO
 import QLoRAModel
 
 /// A synthetic model loaded from the benchmark cache.
@@ -29,7 +30,7 @@ extension Benchmark {
                 _ = try Converter.convert(try SyntheticSource(architecture: shape, seed: 1), options: ConvertOptions(output: directory))
             } catch { fail("\(error)") }
         }
-        let rssBeforeLoad = processStatusBytes("VmRSS")
+        let rssBeforeLoad = ProcessMemory.statusBytes("VmRSS")
         do {
             return SyntheticModel(directory: directory, weights: try LlamaWeights(directory: directory), rssBeforeLoad: rssBeforeLoad)
         } catch { fail("\(error)") }

@@ -76,15 +76,6 @@ public func median(_ values: [Double]) -> Double {
 /// Keeps a result alive so the optimizer cannot drop the work that made it.
 @inline(never) public func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
 
-/// A field of /proc/self/status in bytes (VmRSS, VmHWM).
-public func processStatusBytes(_ field: String) -> Int {
-    let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
-    return 0
-}
-
 func commandOutput(_ arguments: [String]) -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

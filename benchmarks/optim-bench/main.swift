@@ -129,7 +129,7 @@ struct Training {
     }
     result.parameters = Array(UnsafeBufferPointer(start: adapters.values, count: count))
     result.gradient = Array(UnsafeBufferPointer(start: adapters.gradients, count: count))
-    result.peakRSSTraining = processStatusBytes("VmHWM")
+    result.peakRSSTraining = ProcessMemory.statusBytes("VmHWM")
     must("saving the optimizer state") { try optimizer.save(to: checkpoint, metadata: ["benchmark": "optim-bench \(shapeName)"]) }
     return result
 }
@@ -283,11 +283,11 @@ for pageBytes in pageSizes {
 
     // Spill everything.
     optimizer.resetStatistics()
-    let rssBefore = processStatusBytes("VmRSS"), anonBefore = processStatusBytes("RssAnon")
+    let rssBefore = ProcessMemory.statusBytes("VmRSS"), anonBefore = ProcessMemory.statusBytes("RssAnon")
     var start = now()
     must("evictAll") { try optimizer.evictAll() }
     let spillWall = now() - start
-    let rssAfter = processStatusBytes("VmRSS"), anonAfter = processStatusBytes("RssAnon")
+    let rssAfter = ProcessMemory.statusBytes("VmRSS"), anonAfter = ProcessMemory.statusBytes("RssAnon")
     let spilled = optimizer.statistics
     bench.log(String(format: "  evictAll: %.1f ms, encoding %.2f GB/s of state (wall %.2f GB/s), stored %.1f%% of %d MiB; VmRSS %.0f -> %.0f MiB",
                      spillWall * 1e3, Double(spilled.bytesSpilled) / spilled.spillSeconds / 1e9, Double(spilled.bytesSpilled) / spillWall / 1e9,
@@ -306,7 +306,7 @@ for pageBytes in pageSizes {
     let restoreReport = must("restoring step") { try optimizer.step(parameters: working, gradients: training.gradient) }
     let restoreWall = now() - start
     let restored = optimizer.statistics
-    let rssRestored = processStatusBytes("VmRSS")
+    let rssRestored = ProcessMemory.statusBytes("VmRSS")
     bench.log(String(format: "  restoring step: %.1f ms (stall %.1f ms), decoding %.2f GB/s of state; VmRSS back to %.0f MiB",
                      restoreWall * 1e3, restoreReport.stallSeconds * 1e3, Double(restored.bytesRestored) / restored.restoreSeconds / 1e9,
                      Double(rssRestored) / 1048576))
@@ -354,5 +354,5 @@ bench.report([
         "activation_bytes": training.activationBytes, "rss_before_load_bytes": training.rssBeforeLoad, "peak_rss_bytes": training.peakRSSTraining,
     ] as [String: Any],
     "page_sizes": pageResults,
-    "peak_rss_bytes": processStatusBytes("VmHWM"),
+    "peak_rss_bytes": ProcessMemory.statusBytes("VmHWM"),
 ])

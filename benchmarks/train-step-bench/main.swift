@@ -8,6 +8,7 @@
 import BenchmarkModels
 import BenchmarkSupport
 import Foundation
+import QLoRAIO
 import QLoRAKernels
 import QLoRAModel
 
@@ -41,7 +42,7 @@ var targets = tokens.dropFirst().map { $0 } + [TokenBatch.ignore]
 for row in 1..<batchSize { targets[row * seqLen - 1] = TokenBatch.ignore }
 let batch = TokenBatch(batch: batchSize, seqLen: seqLen, tokens: tokens, targets: targets)
 var m = [Float](repeating: 0, count: adapters.parameterCount), v = m
-let rssBeforeLoop = processStatusBytes("VmRSS")
+let rssBeforeLoop = ProcessMemory.statusBytes("VmRSS")
 
 var times: [Double] = [], losses: [Float] = []
 for step in 1...(warmup + steps) {
@@ -78,9 +79,9 @@ let result: [String: Any] = [
     "tokens_per_s": n / stepMedian, "forward_only_seconds_median": forwardMedian, "model_GFLOP_per_step": flops / 1e9, "model_GFLOPs": flops / stepMedian / 1e9,
     "lora_parameters": adapters.parameterCount, "losses": losses.map(Double.init),
     "activation_bytes": model.activationBytes, "workspace_bytes": model.workspaceBytes,
-    "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": processStatusBytes("VmHWM"),
+    "rss_before_load_bytes": rssBeforeLoad, "rss_before_loop_bytes": rssBeforeLoop, "peak_rss_bytes": ProcessMemory.statusBytes("VmHWM"),
 ]
 bench.report(result)
 FileHandle.standardError.write(Data(String(format: "%@ %dx%d r=%d%@: %.0f tokens/s, %.3f s/step (forward alone %.3f s), %.0f GFLOP/s model math, peak RSS %.0f MiB\n",
     shapeName, batchSize, seqLen, rank, checkpointing ? " +ckpt" : "", n / stepMedian, stepMedian, forwardMedian, flops / stepMedian / 1e9,
-    Double(processStatusBytes("VmHWM")) / 1048576).utf8))
+    Double(ProcessMemory.statusBytes("VmHWM")) / 1048576).utf8))
