@@ -88,7 +88,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// Bytes `init` allocates for a model of `shape` with `lora`'s adapters (for planning before
     /// anything is loaded): the activation arena, and the workspace arena plus the tile scratch.
     public static func layoutBytes(shape: ModelShape, lora: LoRAConfig, options: ModelLayoutOptions) -> (activations: Int, workspace: Int) {
-        let savedWidths = Projection.allCases.filter(lora.targets.contains).map { ($0, lora.rank) }
+        let savedWidths = lora.orderedTargets.map { ($0, lora.rank) }
         let layout = Layout(shape: shape, savedWidths: savedWidths, options: options)
         return (Arena.byteCount(sizes: layout.activationSizes), Arena.byteCount(sizes: layout.workspaceSizes) + 4 * options.tileCapacity)
     }

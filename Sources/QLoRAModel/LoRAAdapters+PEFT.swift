@@ -63,7 +63,7 @@ extension LoRAAdapters {
         [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
             "r": config.rank, "lora_alpha": Double(config.alpha), "lora_dropout": Double(config.dropout),
-            "target_modules": Projection.allCases.filter(config.targets.contains).map(\.rawValue),
+            "target_modules": config.orderedTargets.map(\.rawValue),
             "bias": "none", "use_rslora": config.useRSLoRA, "use_dora": false, "fan_in_fan_out": false,
             "inference_mode": true, "init_lora_weights": true, "modules_to_save": NSNull(),
             "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](), "alpha_pattern": [String: Any](),

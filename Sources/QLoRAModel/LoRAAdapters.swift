@@ -28,6 +28,9 @@ public struct LoRAConfig: Sendable, Equatable {
         self.seed = seed
     }
 
+    /// The targets in Hugging Face's projection order (the order of the adapters' tensors).
+    public var orderedTargets: [Projection] { Projection.allCases.filter(targets.contains) }
+
     /// PEFT `scaling`: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora.
     public var scale: Float { useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 }
@@ -48,7 +51,7 @@ public final class LoRAAdapters: @unchecked Sendable {
     public init(shape: ModelShape, config: LoRAConfig) {
         precondition(config.rank > 0)
         self.config = config
-        let ordered = Projection.allCases.filter(config.targets.contains)
+        let ordered = config.orderedTargets
         parameterCount = Self.parameterCount(shape: shape, config: config)
         values = .allocate(capacity: parameterCount)
         gradients = .allocate(capacity: parameterCount)
@@ -84,9 +87,13 @@ public final class LoRAAdapters: @unchecked Sendable {
 
     /// Values of all A and B matrices of adapters `config` puts on a model of `shape`.
     public static func parameterCount(shape: ModelShape, config: LoRAConfig) -> Int {
-        Projection.allCases.filter(config.targets.contains).reduce(0) { total, p in
-            total + config.rank * (p.features(in: shape).out + p.features(in: shape).in)
-        } * shape.layers
+        config.orderedTargets.reduce(0) { total, p in total + config.rank * (p.features(in: shape).out + p.features(in: shape).in) } * shape.layers
+    }
+
+    /// Values training updates (the length of `trainableRanges`): all of them, or with LoRA-FA the Bs only.
+    public static func trainableCount(shape: ModelShape, config: LoRAConfig) -> Int {
+        guard config.freezeA else { return parameterCount(shape: shape, config: config) }
+        return config.orderedTargets.reduce(0) { $0 + config.rank * $1.features(in: shape).out } * shape.layers
     }
 
     deinit {

@@ -53,7 +53,7 @@ public final class Trainer {
         do { weightBytes = try LlamaWeights.mappedBytes(directory: modelDirectory, layers: shape.layers) } catch { throw .model("\(error)") }
         var inputs = PlannerInputs(
             shape: shape, weightBytes: weightBytes, lora: lora,
-            trainableCount: lora.freezeA ? trainableCount(shape, lora) : LoRAAdapters.parameterCount(shape: shape, config: lora),
+            trainableCount: LoRAAdapters.trainableCount(shape: shape, config: lora),
             batchSize: config.batchSize, seqLen: config.seqLen, processBytes: ProcessMemory.current().residentBytes,
             sampleSeqLen: config.samplePrompts.isEmpty || !data.canSample ? nil : Sampler.seqLen(config: config, data: data),
             checkpointing: config.checkpointing == .auto ? nil : config.checkpointing == .on, optimizerResidentBytes: config.optimizerResidentBytes)
@@ -174,11 +174,6 @@ public final class Trainer {
         return summary
     }
 
-    /// Trainable values with LoRA-FA (B only).
-    private func trainableCount(_ shape: ModelShape, _ lora: LoRAConfig) -> Int {
-        Projection.allCases.filter(lora.targets.contains).reduce(0) { $0 + lora.rank * $1.features(in: shape).out } * shape.layers
-    }
-
     /// The settings that decide the arithmetic of a step and the data it sees (with the LoRA shape
     /// in effect, an `--init-adapter`'s); a resumed run must use the same.
     private func settings(lora l: LoRAConfig) -> [String: String] {
@@ -187,7 +182,7 @@ public final class Trainer {
             "model": c.model, "train_data": c.trainData, "seq_len": "\(c.seqLen)", "batch_size": "\(c.batchSize)", "grad_accum": "\(c.gradAccum)",
             "lr": "\(c.learningRate)", "lr_schedule": c.schedule.rawValue, "warmup_steps": "\(c.warmupSteps)", "weight_decay": "\(c.weightDecay)",
             "max_grad_norm": c.maxGradNorm.map { "\($0)" } ?? "none", "lora_r": "\(l.rank)", "lora_alpha": "\(l.alpha)",
-            "lora_dropout": "\(l.dropout)", "target_modules": Projection.allCases.filter(l.targets.contains).map(\.rawValue).joined(separator: ","),
+            "lora_dropout": "\(l.dropout)", "target_modules": l.orderedTargets.map(\.rawValue).joined(separator: ","),
             "use_rslora": "\(l.useRSLoRA)", "lora_fa": "\(l.freezeA)", "seed": "\(c.seed)", "shuffle": "\(c.shuffle)", "packing": "\(c.packing)",
             "truncate": "\(c.truncate)", "skip_bad_rows": "\(c.skipBadRows)", "chat_template": c.chatTemplate,
             "valid_data": c.validData ?? "none", "valid_fraction": c.validData == nil ? "\(c.validFraction)" : "none",
