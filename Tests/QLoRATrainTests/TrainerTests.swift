@@ -199,9 +199,12 @@ private func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atP
     (["--epochs", "1", "--max-steps", "3"], "not both"),
     (["--lora-dropout", "1.5"], "--lora-dropout"),
     (["--lr-schedule", "step"], "step"),
+    (["--chat-template", "vicuna"], "--chat-template"),
+    (["--lr", "inf"], "--lr"),
+    (["--output", #filePath], "is a file"),  // this source file: surely a file
 ])
 func badFlagsAreRefusedWithTheirName(extra: [String], expected: String) {
-    let base = ["--model", "m", "--data", "d.jsonl", "--output", "o"]
+    let base = ["--model", "m", "--data", "d.jsonl"] + (extra.contains("--output") ? [] : ["--output", "o"])
     let budget = extra.contains("--mem-budget") ? [] : ["--mem-budget", "1GiB"]
     #expect(throws: (any Error).self) { _ = try QLoRATrainCommand.parseAsRoot(base + budget + extra) }
     do {
