@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRAIO", "QLoRAConvert", "_TestSupport"]),
+        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",

@@ -1,6 +1,6 @@
 // Helpers of the paged optimizer's spill store: byte-plane shuffling of float32 pages (so that
 // LZ4 sees the slowly varying sign/exponent bytes together), an all-zero test, the XXH64
-// checksum of spilled bytes, the double-precision sum of squares behind gradient clipping, and
+// checksum of spilled bytes and checkpoint files (one-shot or streamed), the double-precision sum of squares behind gradient clipping, and
 // a file-system test (Swift's Glibc module lacks sys/vfs.h).
 #include "CQLoRAKernels.h"
 #include "qlora_internal.h"
@@ -59,26 +59,53 @@ static inline uint32_t xxh_read32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 
 static inline uint64_t xxh_round(uint64_t acc, uint64_t lane) { return xxh_rotl(acc + lane * XXH_P2, 31) * XXH_P1; }
 static inline uint64_t xxh_merge(uint64_t acc, uint64_t v) { return (acc ^ xxh_round(0, v)) * XXH_P1 + XXH_P4; }
 
-uint64_t qlora_xxh64(const void *data, size_t length, uint64_t seed) {
+void qlora_xxh64_reset(qlora_xxh64_state *state, uint64_t seed) {
+    memset(state, 0, sizeof *state);
+    state->seed = seed;
+    state->v[0] = seed + XXH_P1 + XXH_P2;
+    state->v[1] = seed + XXH_P2;
+    state->v[2] = seed;
+    state->v[3] = seed - XXH_P1;
+}
+
+static inline void xxh_stripe(uint64_t v[4], const uint8_t *p) {
+    v[0] = xxh_round(v[0], xxh_read64(p));
+    v[1] = xxh_round(v[1], xxh_read64(p + 8));
+    v[2] = xxh_round(v[2], xxh_read64(p + 16));
+    v[3] = xxh_round(v[3], xxh_read64(p + 24));
+}
+
+void qlora_xxh64_update(qlora_xxh64_state *state, const void *data, size_t length) {
     const uint8_t *p = data, *end = p + length;
-    uint64_t h;
-    if (length >= 32) {
-        uint64_t v1 = seed + XXH_P1 + XXH_P2, v2 = seed + XXH_P2, v3 = seed, v4 = seed - XXH_P1;
-        for (; p + 32 <= end; p += 32) {
-            v1 = xxh_round(v1, xxh_read64(p));
-            v2 = xxh_round(v2, xxh_read64(p + 8));
-            v3 = xxh_round(v3, xxh_read64(p + 16));
-            v4 = xxh_round(v4, xxh_read64(p + 24));
-        }
-        h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
-        h = xxh_merge(h, v1);
-        h = xxh_merge(h, v2);
-        h = xxh_merge(h, v3);
-        h = xxh_merge(h, v4);
-    } else {
-        h = seed + XXH_P5;
+    state->total += length;
+    if (state->buffered + length < 32) {
+        if (length > 0) memcpy(state->buffer + state->buffered, p, length);
+        state->buffered += (uint32_t)length;
+        return;
     }
-    h += (uint64_t)length;
+    if (state->buffered > 0) {  // complete the stripe begun by an earlier update
+        const size_t fill = 32 - state->buffered;
+        memcpy(state->buffer + state->buffered, p, fill);
+        xxh_stripe(state->v, state->buffer);
+        p += fill;
+        state->buffered = 0;
+    }
+    for (; p + 32 <= end; p += 32) xxh_stripe(state->v, p);
+    state->buffered = (uint32_t)(end - p);
+    if (state->buffered > 0) memcpy(state->buffer, p, state->buffered);
+}
+
+uint64_t qlora_xxh64_digest(const qlora_xxh64_state *state) {
+    const uint8_t *p = state->buffer, *end = p + state->buffered;
+    uint64_t h;
+    if (state->total >= 32) {
+        const uint64_t *v = state->v;
+        h = xxh_rotl(v[0], 1) + xxh_rotl(v[1], 7) + xxh_rotl(v[2], 12) + xxh_rotl(v[3], 18);
+        for (int i = 0; i < 4; i++) h = xxh_merge(h, v[i]);
+    } else {
+        h = state->seed + XXH_P5;
+    }
+    h += state->total;
     for (; p + 8 <= end; p += 8) h = xxh_rotl(h ^ xxh_round(0, xxh_read64(p)), 27) * XXH_P1 + XXH_P4;
     if (p + 4 <= end) {
         h = xxh_rotl(h ^ (uint64_t)xxh_read32(p) * XXH_P1, 23) * XXH_P2 + XXH_P3;
@@ -91,6 +118,13 @@ uint64_t qlora_xxh64(const void *data, size_t length, uint64_t seed) {
     h *= XXH_P3;
     h ^= h >> 32;
     return h;
+}
+
+uint64_t qlora_xxh64(const void *data, size_t length, uint64_t seed) {
+    qlora_xxh64_state state;
+    qlora_xxh64_reset(&state, seed);
+    qlora_xxh64_update(&state, data, length);
+    return qlora_xxh64_digest(&state);
 }
 
 QLORA_CLONES

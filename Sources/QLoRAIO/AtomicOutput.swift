@@ -25,11 +25,11 @@ public enum AtomicOutput {
     }
 
     /// Writes `path` through a temporary name, fsync and rename: readers see the old file or the
-    /// new one, never a part.
+    /// new one, never a part. Errors name `path` (not the temporary name).
     public static func replaceFile(_ path: String, _ bytes: [UInt8]) throws(FileError) {
         let temporary = path + ".partial"
         do throws(FileError) {
-            try writeFile(temporary, bytes)
+            do { try writeFile(temporary, bytes) } catch .cannotWrite(_, let code) { throw .cannotWrite(path: path, errno: code) }
             guard rename(temporary, path) == 0 else { throw .cannotWrite(path: path, errno: errno) }
         } catch {
             unlink(temporary)
@@ -53,6 +53,34 @@ public enum AtomicOutput {
         if let retired { try? FileManager.default.removeItem(atPath: retired) }
     }
 
+    /// Removes the directory `path` so that no kill leaves part of it under its name: it is first
+    /// renamed to a hidden `.<name>.removed-<pid>` (which `removeStalePartials` cleans up when a
+    /// kill interrupts the deletion), then deleted.
+    public static func remove(directory path: String) throws(FileError) {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let hidden = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).removed-\(getpid())").path
+        guard rename(path, hidden) == 0 else { throw .cannotWrite(path: path, errno: errno) }
+        syncDirectory(url.deletingLastPathComponent().path)
+        try? FileManager.default.removeItem(atPath: hidden)
+    }
+
+    /// Checks that a new file can be created in `directory` (or, when it does not exist yet, in
+    /// its nearest existing ancestor, where it would be created) by creating and removing a
+    /// hidden probe file; so that an unwritable output is found before hours of work, not after.
+    public static func probeWritable(directory: String) throws(FileError) {
+        var existing = URL(fileURLWithPath: directory).standardizedFileURL
+        var isDirectory: ObjCBool = false
+        while !FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory) && existing.path != "/" {
+            existing = existing.deletingLastPathComponent()
+        }
+        guard isDirectory.boolValue else { throw .cannotWrite(path: directory, errno: ENOTDIR) }
+        let probe = existing.appendingPathComponent(".write-probe-\(getpid())").path
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .cannotWrite(path: directory, errno: errno) }
+        close(fd)
+        unlink(probe)
+    }
+
     public static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
@@ -61,17 +89,17 @@ public enum AtomicOutput {
         }
     }
 
-    /// Removes partial (and half-replaced) directories of `output` left by processes that are gone.
+    /// Removes partial (and half-replaced or half-removed) directories of `output` left by processes that are gone.
     public static func removeStalePartials(of output: String) {
         let url = URL(fileURLWithPath: output).standardizedFileURL
         removeStalePartials(in: url.deletingLastPathComponent().path) { $0 == url.lastPathComponent }
     }
 
-    /// Removes the partial (and half-replaced) directories in `directory` of outputs whose name
-    /// `matches`, left by processes that are gone.
+    /// Removes the partial (and half-replaced or half-removed) directories in `directory` of
+    /// outputs whose name `matches`, left by processes that are gone.
     public static func removeStalePartials(in directory: String, matching matches: (String) -> Bool) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".") {
-            for marker in [".partial-", ".replaced-"] {
+            for marker in [".partial-", ".replaced-", ".removed-"] {
                 guard let range = name.range(of: marker, options: .backwards), matches(String(name[name.index(after: name.startIndex)..<range.lowerBound])),
                       let pid = Int32(name[range.upperBound...]), pid != getpid() else { continue }
                 if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: directory + "/" + name) }

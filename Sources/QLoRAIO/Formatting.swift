@@ -17,3 +17,9 @@ public func formatSeconds(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
 }
+
+/// "<path>: <detail>", naming the path once: when `detail` is another error's text that already
+/// starts with the path (a reader's own error, wrapped), it is left as it is.
+public func pathMessage(_ path: String, _ detail: String) -> String {
+    detail.hasPrefix(path + ":") ? detail : "\(path): \(detail)"
+}

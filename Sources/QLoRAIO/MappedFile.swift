@@ -62,6 +62,8 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
     case cannotWrite(path: String, errno: Int32)
     case cannotCreateDirectory(path: String, errno: Int32)
     case alreadyExists(path: String)
+    /// The file is not what was written: a checksum differs, it is missing or malformed.
+    case damaged(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -72,12 +74,25 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
         case .cannotMap(let path, let code):
             return "\(path): cannot memory-map (\(String(cString: strerror(code))))"
         case .cannotWrite(let path, let code):
-            let hint = code == ENOSPC ? "; free disk space or choose another --output" : "; check permissions of the output location"
-            return "\(path): cannot write (\(String(cString: strerror(code))))\(hint)"
+            return "\(path): cannot write (\(String(cString: strerror(code))))\(Self.writeHint(code))"
         case .cannotCreateDirectory(let path, let code):
             return "\(path): cannot create directory (\(String(cString: strerror(code)))); check that the parent exists and is writable"
         case .alreadyExists(let path):
             return "\(path): already exists; remove it or pass --force to replace it"
+        case .damaged(let path, let detail):
+            return "\(path): damaged: \(detail)"
+        }
+    }
+
+    /// What to do about a failed write, by its errno.
+    private static func writeHint(_ code: Int32) -> String {
+        switch code {
+        case ENOSPC, EDQUOT: return "; free disk space or choose another location"
+        case ENOENT, ENOTDIR: return "; a directory on the way does not exist or takes no new files: create it or choose another location"
+        case EACCES, EPERM: return "; check the permissions (and attributes such as chattr +i) of the location, or choose another"
+        case EROFS: return "; the file system is read-only: choose another location"
+        case EISDIR: return "; a directory is in the way: choose a file name"
+        default: return "; choose another location"
         }
     }
 }

@@ -55,7 +55,7 @@ public enum ModelError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .config(let error): return error.description
-        case .file(let path, let detail): return "\(path): \(detail)"
+        case .file(let path, let detail): return pathMessage(path, detail)
         case .tensor(let path, let tensor, let detail): return "\(path): tensor '\(tensor)': \(detail)"
         }
     }

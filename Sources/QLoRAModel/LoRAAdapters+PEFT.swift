@@ -2,6 +2,7 @@
 // `adapter_config.json` (the LoraConfig fields PeftModel.from_pretrained needs). FORMATS.md.
 import Foundation
 import QLoRAIO
+import QLoRAKernels
 
 /// The fields of a PEFT `adapter_config.json` that decide the adapters' shapes and scale.
 public struct PEFTAdapterConfig: Sendable, Equatable {
@@ -72,7 +73,7 @@ extension LoRAAdapters {
     }
 
     /// Replaces the values with those of a PEFT adapter file (`adapter_model.safetensors`); every
-    /// tensor of this set must be present with the same shape, in F32, F16 or BF16.
+    /// tensor of this set must be present with the same shape, in F32, F16 or BF16, and finite.
     public func load(peftFile path: String) throws(ModelError) {
         let file: SafetensorsFile
         do { file = try SafetensorsFile(path: path) } catch { throw .file(path: path, detail: "\(error)") }
@@ -88,6 +89,17 @@ extension LoRAAdapters {
                 throw .tensor(path: path, tensor: key, detail: "dtype \(entry.dtype.rawValue); expected F32, F16 or BF16")
             }
             encoding.decode(tensor.values, file.data(of: entry), count: tensor.count)
+            if let index = firstNonFinite(tensor.values, count: tensor.count) {
+                throw .tensor(path: path, tensor: key, detail: "value \(index) is \(tensor.values[index]); the adapter is damaged or diverged and cannot be trained on")
+            }
         }
+    }
+
+    /// The first adapter value that is NaN or infinite, as (PEFT key, index in the tensor); nil when all are finite.
+    public func firstNonFiniteValue() -> (key: String, index: Int)? {
+        for (key, tensor) in tensors {
+            if let index = firstNonFinite(tensor.values, count: tensor.count) { return (key, index) }
+        }
+        return nil
     }
 }

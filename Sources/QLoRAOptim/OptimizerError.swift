@@ -1,6 +1,7 @@
 // Errors of the paged optimizer that the user can act on: the spill directory, a full disk, a
 // spill file changed behind our back, a resident budget below one page, a bad checkpoint, a
-// non-finite gradient.
+// non-finite gradient or state.
+import QLoRAIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,8 @@ public enum OptimizerError: Error, CustomStringConvertible, Equatable {
     case residentBudgetTooSmall(bytes: Int, minimum: Int)
     case checkpoint(path: String, detail: String)
     case nonFiniteGradient(norm: Double)
+    /// A moment is NaN or infinite (`detail` names it): the state is not saved.
+    case nonFiniteState(detail: String)
 
     public var description: String {
         switch self {
@@ -27,9 +30,11 @@ public enum OptimizerError: Error, CustomStringConvertible, Equatable {
         case .residentBudgetTooSmall(let bytes, let minimum):
             return "--optim-resident-bytes \(bytes) is below one optimizer page; use at least \(minimum)"
         case .checkpoint(let path, let detail):
-            return "\(path): \(detail)"
+            return pathMessage(path, detail)
         case .nonFiniteGradient(let norm):
             return "the gradient norm is \(norm); the step was not applied (lower --lr, or check the data for overlong or empty sequences)"
+        case .nonFiniteState(let detail):
+            return "the optimizer state holds a non-finite value (\(detail)); it was not saved"
         }
     }
 }

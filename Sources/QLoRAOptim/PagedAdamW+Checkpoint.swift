@@ -3,6 +3,7 @@
 // and the step count in the metadata. The layout does not depend on the page size, so a run
 // may resume with another page size or budget. Streams page by page: RAM stays within budget.
 import QLoRAIO
+import QLoRAKernels
 import CQLoRAKernels
 
 extension PagedAdamW {
@@ -11,6 +12,7 @@ extension PagedAdamW {
 
     /// Writes the state to `path` atomically (a temporary name, fsync, rename). `metadata` is added
     /// to the file's metadata.
+    /// - Throws: `nonFiniteState` (and writes nothing) when a moment is NaN or infinite.
     public func save(to path: String, metadata: [String: String] = [:]) throws(OptimizerError) {
         do {
             try store.waitIdle()
@@ -27,6 +29,9 @@ extension PagedAdamW {
                         try store.readSpilled(page, into: scratch, codec: codec)
                     }
                     let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
+                    if let detail = nonFiniteMoment(source, firstIndex: page * pageElements, count: bytes / 4) {
+                        throw OptimizerError.nonFiniteState(detail: detail)
+                    }
                     try writer.write("exp_avg", at: offset, bytes: source, count: bytes)
                     try writer.write("exp_avg_sq", at: offset, bytes: source + pageElements * 4, count: bytes)
                 }
@@ -45,8 +50,9 @@ extension PagedAdamW {
     }
 
     /// Replaces the state with the one saved at `path` by `save(to:)`; returns the file's metadata.
-    /// - Throws: `checkpoint` when the file is not such a state or was made for another set of
-    ///   trainable parameters; nothing is changed then.
+    /// - Throws: `checkpoint` when the file is not such a state, was made for another set of
+    ///   trainable parameters (nothing is changed then), or holds a NaN, an infinity or a negative
+    ///   second moment (the state is then partly replaced: do not step with it).
     @discardableResult
     public func restore(from path: String) throws(OptimizerError) -> [String: String] {
         let file: SafetensorsFile
@@ -74,12 +80,29 @@ extension PagedAdamW {
             let offset = page * pageElements * 4, bytes = store.stateBytes[page] / 2  // of each moment
             frame.copyMemory(from: file.data(of: moments[0]) + offset, byteCount: bytes)
             (frame + pageElements * 4).copyMemory(from: file.data(of: moments[1]) + offset, byteCount: bytes)
+            if let detail = nonFiniteMoment(UnsafeRawPointer(frame), firstIndex: page * pageElements, count: bytes / 4) {
+                // Nothing trained from such a state would be worth keeping; a fresh optimizer takes its place.
+                throw .checkpoint(path: path, detail: "\(detail): the state is damaged; resume from another checkpoint")
+            }
             store.markUsed(page)
             // The checkpoint's mapped pages would otherwise count in RSS until the file is closed.
             for tensor in moments { file.file.release(offset: tensor.fileOffset + offset, count: bytes) }
         }
         stepCount = step
         return file.metadata
+    }
+}
+
+extension PagedAdamW {
+    /// Describes the first bad value of one page's moments (m then v at `page`, `count` values of
+    /// each): a NaN or infinite m or v, or a negative v (a sum of squares); nil when all are fine.
+    func nonFiniteMoment(_ page: UnsafeRawPointer, firstIndex: Int, count: Int) -> String? {
+        let m = page.assumingMemoryBound(to: Float.self)
+        let v = (page + pageElements * 4).assumingMemoryBound(to: Float.self)
+        if let index = firstNonFinite(m, count: count) { return "exp_avg[\(firstIndex + index)] is \(m[index])" }
+        if let index = firstNonFinite(v, count: count) { return "exp_avg_sq[\(firstIndex + index)] is \(v[index])" }
+        if let index = (0..<count).first(where: { v[$0] < 0 }) { return "exp_avg_sq[\(firstIndex + index)] is \(v[index]), below 0" }
+        return nil
     }
 }
 

@@ -33,8 +33,15 @@ public struct MemoryPlan: Sendable {
     public var budget: Int
     public var choices: MemoryChoices
     public var components: [MemoryComponent]
+    /// Bytes of the whole optimizer state (both moments).
+    public var stateBytes = 0
+    /// The process's peak RSS before planning (reading the model's files and the data), measured:
+    /// the budget must have held it too.
+    public var loadingPeakBytes = 0
     public var total: Int { components.reduce(0) { $0 + $1.bytes } }
-    public var fits: Bool { total <= budget }
+    /// The smallest budget at which this plan works.
+    public var smallestBudget: Int { max(total, loadingPeakBytes) }
+    public var fits: Bool { smallestBudget <= budget }
 
     /// The plan as a table, for the user.
     public func table() -> String {
@@ -45,10 +52,14 @@ public struct MemoryPlan: Sendable {
         lines.append(String(repeating: "-", count: width + 12))
         lines.append("total".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + formatBytes(total).leftPadded(10)
                      + "  of the budget " + formatBytes(budget))
+        if loadingPeakBytes > 0 {
+            lines.append("loading peak".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + formatBytes(loadingPeakBytes).leftPadded(10)
+                         + "  reading the model's files and the data, measured")
+        }
         let c = choices
         lines.append("choices: gradient checkpointing \(c.gradientCheckpointing ? "on" : "off"), micro-batch \(c.microBatch), "
                      + "logits chunk \(formatBytes(c.logitsChunkBytes)), optimizer state "
-                     + (c.optimizerResidentBytes.map { formatBytes($0) + " resident, the rest spilled" } ?? "resident")
+                     + (c.optimizerResidentBytes.map { formatBytes($0) + " of " + formatBytes(stateBytes) + " resident, the rest spilled" } ?? "all resident")
                      + (c.releaseWeightPages ? ", weight pages released after each layer" : ""))
         return lines.joined(separator: "\n")
     }
@@ -65,6 +76,8 @@ public struct PlannerInputs: Sendable {
     public var seqLen: Int
     /// RSS already in use (runtime, tokenizer, data), measured.
     public var processBytes: Int
+    /// The peak RSS so far (while reading the model's files and the data), measured.
+    public var loadingPeakBytes = 0
     /// Extra forward-only model for before/after samples: its sequence length, or nil.
     public var sampleSeqLen: Int?
     public var pageBytes = PagedAdamWConfig.defaultPageBytes
@@ -101,6 +114,8 @@ public enum MemoryPlanner {
     public static func margin(planned bytes: Int) -> Int { max(16 << 20, bytes / 50) }
     /// The fewest optimizer pages worth paging through (the worker's window plus the page in use).
     static let minimumResidentPages = 4
+    /// The smallest `--optim-resident-bytes` at the default page size.
+    public static let minimumOptimizerResidentBytes = minimumResidentPages * PagedAdamWConfig.defaultPageBytes
     static let logitsChunkChoices = [64 << 20, 16 << 20, 4 << 20]
 
     /// The fastest plan that fits `budget`, or, when none does, the plan that needs the least
@@ -109,7 +124,8 @@ public enum MemoryPlanner {
         var best: (plan: MemoryPlan, cost: Double)?
         var smallest: MemoryPlan?
         for choices in candidates(inputs, budget: budget) {
-            let plan = MemoryPlan(budget: budget, choices: choices, components: components(inputs, choices))
+            let plan = MemoryPlan(budget: budget, choices: choices, components: components(inputs, choices), stateBytes: inputs.trainableCount * 8,
+                                  loadingPeakBytes: inputs.loadingPeakBytes)
             if smallest == nil || plan.total < smallest!.total { smallest = plan }
             guard plan.fits else { continue }
             let cost = relativeCost(inputs, choices)
@@ -141,7 +157,9 @@ public enum MemoryPlanner {
     /// All of the state when it fits beside the rest, else what is left (whole pages, at least
     /// the minimum); the user's fixed value when given.
     static func optimizerResidency(_ inputs: PlannerInputs, _ choices: MemoryChoices, budget: Int) -> Int? {
-        if let fixed = inputs.optimizerResidentBytes { return fixed }
+        let stateBytes = inputs.trainableCount * 8
+        // A fixed residency that holds the whole state is no paging at all.
+        if let fixed = inputs.optimizerResidentBytes { return fixed >= stateBytes ? nil : fixed }
         var probe = choices
         probe.optimizerResidentBytes = nil
         let all = components(inputs, probe)
@@ -149,7 +167,6 @@ public enum MemoryPlanner {
         // total = others + optimizer + margin(others + optimizer) must stay within the budget;
         // PagedAdamW.peakBytes adds 4 pages of scratch to the resident pages.
         let left = min(budget - (16 << 20), Int(Double(budget) / 1.02)) - others - 4 * inputs.pageBytes
-        let stateBytes = inputs.trainableCount * 8
         if left >= stateBytes { return nil }
         return max(minimumResidentPages, left / inputs.pageBytes) * inputs.pageBytes
     }
@@ -199,7 +216,8 @@ public enum MemoryPlanner {
         cost *= c.logitsChunkBytes >= 64 << 20 ? 1 : c.logitsChunkBytes >= 16 << 20 ? 1.01 : 1.03
         if c.releaseWeightPages { cost *= 1.04 }
         if let resident = c.optimizerResidentBytes {
-            cost *= 1 + 0.05 * (1 - Double(resident) / Double(max(1, inputs.trainableCount * 8)))
+            let spilled = 1 - min(1, Double(resident) / Double(max(1, inputs.trainableCount * 8)))
+            cost *= 1 + 0.05 * spilled
         }
         return cost
     }

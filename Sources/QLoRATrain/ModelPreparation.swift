@@ -10,7 +10,10 @@ enum ModelPreparation {
     /// Written into the quantized copy: which source it was made from.
     static let sourceRecord = "swift-qlora-source.json"
 
-    static func prepare(config: TrainConfig, events: (TrainEvent) -> Void) throws(TrainError) -> String {
+    /// The NF4 model directory to train on. `beforeWriting` is called before a quantized copy is
+    /// written into --output.
+    static func prepare(config: TrainConfig, beforeWriting: () throws(TrainError) -> Void,
+                        events: (TrainEvent) -> Void) throws(TrainError) -> String {
         let path = config.model
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -21,6 +24,7 @@ enum ModelPreparation {
         let record = Array((PythonJSON.encode(["source": URL(fileURLWithPath: path).standardizedFileURL.path,
                                                "files": fingerprint(path, isDirectory: isDirectory.boolValue)] as [String: Any]) + "\n").utf8)
         if FileManager.default.contents(atPath: output + "/" + sourceRecord).map(Array.init) == record { return output }
+        try beforeWriting()
         do {
             let source: WeightSource = isDirectory.boolValue ? try HFCheckpointSource(directory: path) : try GGUFSource(path: path)
             var options = ConvertOptions(output: output)

@@ -45,6 +45,8 @@ public struct TrainConfig: Sendable {
     public var seqLen = 512
     public var maxSteps: Int?
     public var epochs: Double?
+    /// Allow a step to hold more rows than the training data packs into (rows then repeat).
+    public var repeatData = false
 
     // LoRA
     public var lora = LoRAConfig(rank: 16, alpha: 32, dropout: 0.05)

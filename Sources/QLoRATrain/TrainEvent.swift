@@ -34,6 +34,12 @@ public enum TrainEvent: Sendable {
     case dataLoaded(train: DataSummary, valid: DataSummary?, validPath: String)
     case plan(MemoryPlan)
     case resumed(step: Int, checkpoint: String)
+    /// Something the user should know that changes nothing by itself (a checkpoint passed over, a
+    /// schedule extended on resume).
+    case notice(String)
+    /// Work inside a long phase: micro-batches of a step, batches of an evaluation. Answering
+    /// `.stop` here discards a partial step (the last complete one is saved) or an evaluation.
+    case progress(TrainProgress)
     case sample(phase: SamplePhase, prompt: String, answer: String)
     case step(StepMetrics)
     case evaluation(step: Int, loss: Double)
@@ -41,6 +47,17 @@ public enum TrainEvent: Sendable {
     /// The governor changed a choice because RSS came near the budget.
     case governor(String)
     case finished(TrainSummary)
+}
+
+public struct TrainProgress: Sendable {
+    public enum Phase: String, Sendable {
+        case microBatches = "micro-batch", evaluation
+    }
+    public var phase: Phase
+    /// The optimizer step being computed (micro-batches) or evaluated after.
+    public var step: Int
+    public var done: Int
+    public var total: Int
 }
 
 public enum SamplePhase: String, Sendable {
@@ -58,6 +75,11 @@ public struct TrainSummary: Sendable {
     public var peakRSSBytes: Int
     public var budget: Int
     public var adapterDirectory: String
-    /// True when the run stopped early on request (it saved a checkpoint to resume from).
+    /// True when the run stopped early on request (it saved a checkpoint to resume from, when a
+    /// step was completed).
     public var interrupted: Bool
+    /// The newest checkpoint this run saved or resumed from.
+    public var lastCheckpoint: String?
+    /// The promise was broken: the peak RSS went over the budget (the outputs are still whole).
+    public var budgetExceeded: Bool { peakRSSBytes > budget }
 }

@@ -1,6 +1,7 @@
 // The training loop: prepares the model (quantizing it when needed), reads the data, plans the
 // memory (refusing before any weight is loaded when nothing fits), then steps: forward and backward
 // over micro-batches, paged AdamW, metrics, evaluation, checkpoints, and the governor's checks.
+// Resuming, the settings a resume must share and the schedule's length are in Trainer+Resume.swift.
 import Foundation
 import QLoRAConvert
 import QLoRAIO
@@ -16,8 +17,8 @@ public final class Trainer {
     }
 
     /// Runs the whole job. Every event goes to `events`; answering `.stop` to any of them ends the
-    /// run after the current phase or step, saving a checkpoint when a step was done since the last
-    /// one (the summary says `interrupted`).
+    /// run after the current phase or micro-batch (a partial step is discarded), saving a checkpoint
+    /// of the last complete step when it was not saved yet (the summary says `interrupted`).
     public func run(events: (TrainEvent) -> TrainDisposition) throws(TrainError) -> TrainSummary {
         let start = Date()
         var stopRequested = false
@@ -25,16 +26,30 @@ public final class Trainer {
             if events(event) == .stop { stopRequested = true }
         }
         try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
-        let modelDirectory = try ModelPreparation.prepare(config: config) { emit($0) }
+        try probeOutputs()
+        var outputLock: DirectoryLock?
+        /// Creates and locks --output before anything is written into it.
+        func openOutput() throws(TrainError) {
+            guard outputLock == nil else { return }
+            do {
+                try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
+            } catch { throw .output(.cannotCreateDirectory(path: config.output, errno: errno)) }
+            do { outputLock = try DirectoryLock(directory: config.output) } catch { throw .outputLocked(error) }
+            // Another run may have finished into it between the first check and the lock.
+            try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
+            AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
+        }
+        let modelDirectory = try ModelPreparation.prepare(config: config, beforeWriting: openOutput) { emit($0) }
         let shape = try ModelPreparation.shape(directory: modelDirectory)
         let data = try TrainingData.load(config: config, modelDirectory: modelDirectory, vocabularySize: shape.vocabSize)
+        let loaded = ProcessMemory.current()
         emit(.dataLoaded(train: data.trainSummary, valid: data.validSummary, validPath: data.validSource))
 
         var resumed: (state: TrainerState, path: String)?
         if let resume = config.resume {
-            let path = try TrainingCheckpoint.resolve(resume)
-            let state = try TrainerState(path: path + "/" + TrainingCheckpoint.stateFile)
-            resumed = (state, path)
+            let opened = try TrainingCheckpoint.open(resume)
+            for note in opened.notes { emit(.notice(note)) }
+            resumed = (opened.state, opened.path)
         }
         var lora = config.lora
         if let initAdapter = config.initAdapter {
@@ -43,10 +58,13 @@ public final class Trainer {
                 (lora.rank, lora.alpha, lora.useRSLoRA, lora.targets) = (peft.rank, peft.alpha, peft.useRSLoRA, peft.targets)
             } catch { throw .model("\(error)") }
         }
-        if let resumed { try checkSettings(resumed.state.settings, against: settings(lora: lora), checkpoint: resumed.path) }
+        let settings = settings(lora: lora, modelDirectory: modelDirectory)
+        if let resumed { try checkSettings(resumed.state.settings, against: settings, checkpoint: resumed.path) }
         let rowsPerStep = config.batchSize * config.gradAccum
-        let epochSteps = ((config.epochs ?? 1) * Double(data.trainSequenceCount) / Double(rowsPerStep)).rounded(.up)
-        let totalSteps = resumed?.state.totalSteps ?? config.maxSteps ?? max(1, Int(epochSteps))
+        try checkRowsPerStep(rowsPerStep, data: data)
+        let schedule = try totalSteps(trainSequences: data.trainSequenceCount, resumed: resumed?.state)
+        if let note = schedule.note { emit(.notice(note)) }
+        let totalSteps = schedule.total
 
         // The plan, before the weights are loaded.
         let weightBytes: WeightBytes
@@ -54,9 +72,10 @@ public final class Trainer {
         var inputs = PlannerInputs(
             shape: shape, weightBytes: weightBytes, lora: lora,
             trainableCount: LoRAAdapters.trainableCount(shape: shape, config: lora),
-            batchSize: config.batchSize, seqLen: config.seqLen, processBytes: ProcessMemory.current().residentBytes,
+            batchSize: config.batchSize, seqLen: config.seqLen, processBytes: loaded.residentBytes,
             sampleSeqLen: config.samplePrompts.isEmpty || !data.canSample ? nil : Sampler.seqLen(config: config, data: data),
             checkpointing: config.checkpointing == .auto ? nil : config.checkpointing == .on, optimizerResidentBytes: config.optimizerResidentBytes)
+        inputs.loadingPeakBytes = loaded.peakBytes
         if let choices = resumed?.state.choices {
             inputs.checkpointing = choices.gradientCheckpointing
             inputs.microBatch = choices.microBatch
@@ -65,8 +84,10 @@ public final class Trainer {
         let plan = MemoryPlanner.plan(inputs, budget: config.memoryBudget)
         guard plan.fits else { throw .budgetTooSmall(smallest: plan, hint: MemoryPlanner.hint(plan, inputs: inputs)) }
         emit(.plan(plan))
+        try openOutput()
+        let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
 
-        // Load and lay out.
+        // Load and lay out; what is resumed is verified finite as it is read.
         let weights: LlamaWeights
         do { weights = try LlamaWeights(directory: modelDirectory) } catch { throw .model("\(error)") }
         let adapters = LoRAAdapters(shape: shape, config: lora)
@@ -90,110 +111,154 @@ public final class Trainer {
         } catch { throw .optimizer(error) }
         let governor = MemoryGovernor(budget: config.memoryBudget, plan: plan, optimizer: optimizer)
         model.layerDone = { [governor, weights] layer in if governor.releaseWeightPages { weights.releaseLayer(layer) } }
-        do {
-            try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
-        } catch { throw .output(.cannotCreateDirectory(path: config.output, errno: errno)) }
-        AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
-        let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
         let sampler = inputs.sampleSeqLen.map { Sampler(weights: weights, adapters: adapters, seqLen: $0, data: data, maxTokens: config.sampleTokens) }
         sampler?.model.layerDone = model.layerDone
 
         var state = resumed?.state ?? TrainerState(step: 0, totalSteps: totalSteps, dataPosition: 0, seed: config.seed, choices: choices,
-                                                   settings: settings(lora: lora), evalLosses: [:])
+                                                   settings: settings, evalLosses: [:])
         state.choices = choices
+        state.totalSteps = totalSteps
+        state.settings = settings
         if let resumed { emit(.resumed(step: state.step, checkpoint: resumed.path)) }
         if resumed == nil, !stopRequested, let sampler {
             for prompt in config.samplePrompts { emit(.sample(phase: .before, prompt: prompt, answer: sampler.answer(prompt))) }
         }
+        // The newest checkpoint known whole: verified when resumed from, or written (from finite values) by this run.
         var lastCheckpoint = resumed?.path
+        var savedStep = resumed?.state.step
         var summary = TrainSummary(steps: totalSteps, firstLoss: nil, lastLoss: nil, firstEvalLoss: state.evalLosses[0], lastEvalLoss: nil,
                                    tokens: 0, seconds: 0, peakRSSBytes: 0, budget: config.memoryBudget,
-                                   adapterDirectory: config.output, interrupted: false)
-        func evaluate() -> Double? {
-            guard data.hasValidation, let loss = data.validationLoss(model: model) else { return nil }
+                                   adapterDirectory: config.output, interrupted: false, lastCheckpoint: lastCheckpoint)
+        /// The eval loss after `state.step`, nil when there is none or a stop interrupted it.
+        func evaluate() throws(TrainError) -> Double? {
+            guard data.hasValidation else { return nil }
+            let loss = data.validationLoss(model: model) { done, total in
+                emit(.progress(TrainProgress(phase: .evaluation, step: state.step, done: done, total: total)))
+                return !stopRequested
+            }
+            guard let loss else { return nil }
+            guard loss.isFinite else { throw .nonFinite(what: "the eval loss", step: state.step, lastCheckpoint: lastCheckpoint) }
             state.evalLosses[state.step] = loss
             emit(.evaluation(step: state.step, loss: loss))
             return loss
         }
-        if state.step == 0 && !stopRequested { summary.firstEvalLoss = evaluate() }
+        /// Saves a checkpoint of `state`, refusing values that are not finite.
+        func saveCheckpoint() throws(TrainError) {
+            if let bad = adapters.firstNonFiniteValue() {
+                throw .nonFinite(what: "the adapter value \(bad.key)[\(bad.index)]", step: state.step, lastCheckpoint: lastCheckpoint)
+            }
+            do {
+                lastCheckpoint = try TrainingCheckpoint.save(output: config.output, state: state, adapters: adapters, optimizer: optimizer,
+                                                             baseModel: modelDirectory)
+            } catch .optimizer(.nonFiniteState(let detail)) {
+                throw .nonFinite(what: "the optimizer state (\(detail))", step: state.step, lastCheckpoint: lastCheckpoint)
+            }
+            savedStep = state.step
+            emit(.saved(step: state.step, path: lastCheckpoint!))
+        }
+        if state.step == 0 && !stopRequested { summary.firstEvalLoss = try evaluate() }
         let evalEvery = config.evalEvery ?? max(1, totalSteps / 5)
         let saveEvery = config.saveEvery ?? 100
 
         while state.step < totalSteps && !stopRequested {
             let stepStart = Date()
-            state.step += 1
-            let batches = (0..<rowsPerStep / choices.microBatch).map { data.trainBatch(position: state.dataPosition + $0 * choices.microBatch, rows: choices.microBatch) }
-            let targets = batches.reduce(0) { $0 + $1.targetCount }
+            let step = state.step + 1
+            let micro = choices.microBatch, microBatches = rowsPerStep / micro
+            let targets = data.trainTargetCount(position: state.dataPosition, rows: rowsPerStep)
             var lossSum = 0.0
-            for (index, batch) in batches.enumerated() where batch.targetCount > 0 {
-                let dropoutSeed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(state.step) << 20 &+ UInt64(index)
-                let mean = model.forwardBackward(batch, lossScale: 1 / Float(targets), dropoutSeed: dropoutSeed)
-                lossSum += Double(mean) * Double(batch.targetCount)
+            // One micro-batch at a time: a step of many rows never holds more than one batch of tokens.
+            for index in 0..<microBatches {
+                let batch = data.trainBatch(position: state.dataPosition + index * micro, rows: micro)
+                if batch.targetCount > 0 {
+                    let dropoutSeed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) << 20 &+ UInt64(index)
+                    let mean = model.forwardBackward(batch, lossScale: 1 / Float(targets), dropoutSeed: dropoutSeed)
+                    lossSum += Double(mean) * Double(batch.targetCount)
+                }
+                if index + 1 < microBatches {
+                    emit(.progress(TrainProgress(phase: .microBatches, step: step, done: index + 1, total: microBatches)))
+                    if stopRequested { break }
+                }
+            }
+            if stopRequested {
+                adapters.zeroGradients()  // the partial step is dropped; the state is still that of the last complete step
+                break
             }
             let loss = targets > 0 ? lossSum / Double(targets) : 0
-            guard loss.isFinite else { throw .nonFiniteLoss(step: state.step, lastCheckpoint: lastCheckpoint) }
-            let rate = config.schedule.rate(step: state.step, total: totalSteps, warmup: config.warmupSteps, peak: config.learningRate)
+            guard loss.isFinite else { throw .nonFiniteLoss(step: step, lastCheckpoint: lastCheckpoint) }
+            let rate = config.schedule.rate(step: step, total: totalSteps, warmup: config.warmupSteps, peak: config.learningRate)
             let report: PagedAdamW.StepReport
             do throws(OptimizerError) {
                 report = try optimizer.step(parameters: adapters.values, gradients: adapters.gradients, learningRate: rate)
             } catch {
-                if case .nonFiniteGradient = error { throw .nonFiniteLoss(step: state.step, lastCheckpoint: lastCheckpoint) }
+                if case .nonFiniteGradient = error { throw .nonFiniteLoss(step: step, lastCheckpoint: lastCheckpoint) }
                 throw .optimizer(error)
             }
             adapters.zeroGradients()
+            state.step = step
             state.dataPosition += rowsPerStep
             let seconds = Date().timeIntervalSince(stepStart)
             summary.firstLoss = summary.firstLoss ?? loss
             summary.lastLoss = loss
             summary.tokens += targets
             let memory = ProcessMemory.current()
-            var figures = StepMetrics(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: report.gradientNorm,
+            var figures = StepMetrics(step: step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: report.gradientNorm,
                                       tokens: targets, tokensPerSecond: Double(rowsPerStep * config.seqLen) / max(seconds, 1e-9),
                                       rssBytes: memory.residentBytes, peakRSSBytes: memory.peakBytes, seconds: seconds, evalLoss: nil)
-            if state.step % evalEvery == 0 || state.step == totalSteps { figures.evalLoss = evaluate() }
+            if step % evalEvery == 0 || step == totalSteps { figures.evalLoss = try evaluate() }
             try metrics.append(figures)
             emit(.step(figures))
             if let action = governor.check() { emit(.governor(action)) }
-            if state.step % saveEvery == 0 || state.step == totalSteps || stopRequested {
-                lastCheckpoint = try TrainingCheckpoint.save(output: config.output, state: state, adapters: adapters, optimizer: optimizer,
-                                                             baseModel: modelDirectory)
-                emit(.saved(step: state.step, path: lastCheckpoint!))
-            }
+            if step % saveEvery == 0 || step == totalSteps { try saveCheckpoint() }
         }
+        if stopRequested && state.step > 0 && savedStep != state.step { try saveCheckpoint() }
         summary.lastEvalLoss = state.evalLosses[state.step]
         if state.step >= totalSteps {
+            // Checked finite when its checkpoint was saved just before.
             do { try adapters.savePEFT(directory: config.output, baseModel: modelDirectory) } catch { throw .output(error) }
             if let sampler {
                 for prompt in config.samplePrompts { emit(.sample(phase: .after, prompt: prompt, answer: sampler.answer(prompt))) }
             }
         }
         summary.interrupted = state.step < totalSteps
+        summary.lastCheckpoint = lastCheckpoint
         summary.seconds = Date().timeIntervalSince(start)
         summary.peakRSSBytes = ProcessMemory.current().peakBytes
         emit(.finished(summary))
         return summary
     }
 
-    /// The settings that decide the arithmetic of a step and the data it sees (with the LoRA shape
-    /// in effect, an `--init-adapter`'s); a resumed run must use the same.
-    private func settings(lora l: LoRAConfig) -> [String: String] {
-        let c = config
-        return [
-            "model": c.model, "train_data": c.trainData, "seq_len": "\(c.seqLen)", "batch_size": "\(c.batchSize)", "grad_accum": "\(c.gradAccum)",
-            "lr": "\(c.learningRate)", "lr_schedule": c.schedule.rawValue, "warmup_steps": "\(c.warmupSteps)", "weight_decay": "\(c.weightDecay)",
-            "max_grad_norm": c.maxGradNorm.map { "\($0)" } ?? "none", "lora_r": "\(l.rank)", "lora_alpha": "\(l.alpha)",
-            "lora_dropout": "\(l.dropout)", "target_modules": l.orderedTargets.map(\.rawValue).joined(separator: ","),
-            "use_rslora": "\(l.useRSLoRA)", "lora_fa": "\(l.freezeA)", "seed": "\(c.seed)", "shuffle": "\(c.shuffle)", "packing": "\(c.packing)",
-            "truncate": "\(c.truncate)", "skip_bad_rows": "\(c.skipBadRows)", "chat_template": c.chatTemplate,
-            "valid_data": c.validData ?? "none", "valid_fraction": c.validData == nil ? "\(c.validFraction)" : "none",
-            "init_adapter": c.initAdapter ?? "none",
-        ]
+    /// Checks, before anything is loaded, that every place the run writes to accepts a new file:
+    /// --output (or where it would be created), the metrics file (and its directory), the spill
+    /// directory (which must exist).
+    private func probeOutputs() throws(TrainError) {
+        do { try AtomicOutput.probeWritable(directory: config.output) } catch { throw .output(error) }
+        if let metrics = config.metricsPath {
+            do throws(FileError) {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: metrics, isDirectory: &isDirectory) {
+                    guard !isDirectory.boolValue else { throw .cannotWrite(path: metrics, errno: EISDIR) }
+                    guard access(metrics, W_OK) == 0 else { throw .cannotWrite(path: metrics, errno: errno) }
+                }
+                let directory = URL(fileURLWithPath: metrics).deletingLastPathComponent().path
+                guard FileManager.default.fileExists(atPath: directory) else { throw .cannotWrite(path: metrics, errno: ENOENT) }
+                do { try AtomicOutput.probeWritable(directory: directory) } catch .cannotWrite(_, let code) { throw .cannotWrite(path: metrics, errno: code) }
+            } catch { throw .output(error) }
+        }
+        let spill = config.spillDirectory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spill, isDirectory: &isDirectory) else { throw .optimizer(.spillDirectory(path: spill, errno: ENOENT)) }
+        guard isDirectory.boolValue else { throw .optimizer(.spillDirectory(path: spill, errno: ENOTDIR)) }
+        do { try AtomicOutput.probeWritable(directory: spill) } catch .cannotWrite(_, let code) {
+            throw .optimizer(.spillDirectory(path: spill, errno: code))
+        } catch { throw .output(error) }
     }
 
-    private func checkSettings(_ saved: [String: String], against now: [String: String], checkpoint: String) throws(TrainError) {
-        for key in now.keys.sorted() where saved[key] != nil && saved[key] != now[key] {
-            throw .checkpoint(path: checkpoint, detail: "was trained with \(key) = \(saved[key]!), this run has \(now[key]!); "
-                              + "resume with the same flags (or start a new --output)")
-        }
+    /// A step must not hold a row twice unless the user asked for it.
+    private func checkRowsPerStep(_ rows: Int, data: TrainingData) throws(TrainError) {
+        let available = data.trainSequenceCount
+        guard rows > available && !config.repeatData else { return }
+        throw .data("--batch-size \(config.batchSize) x --grad-accum \(config.gradAccum) = \(rows) rows per step, but \(config.trainData) "
+                    + "packs into \(available) training rows of --seq-len \(config.seqLen), so each step would see rows more than once. "
+                    + "Lower --batch-size (at most \(available) with --grad-accum 1), or pass --repeat-data to allow it")
     }
 }

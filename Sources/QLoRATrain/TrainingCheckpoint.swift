@@ -1,7 +1,8 @@
 // A resumable checkpoint: a directory `checkpoint-<step>` in the output with the PEFT adapter, the
 // optimizer state and `trainer_state.json` (step, data position, seed, the memory choices and the
-// settings that must not change on resume). Built under a hidden partial name and renamed, so a
-// kill at any moment leaves the previous checkpoint whole.
+// settings that must not change on resume), and `checksums.xxh64` over them. Built under a hidden
+// partial name and renamed, so a kill at any moment leaves the previous checkpoint whole; verified
+// against its checksums before a run resumes from it.
 import Foundation
 import QLoRAIO
 import QLoRAModel
@@ -83,6 +84,11 @@ enum TrainingCheckpoint {
     static func directory(output: String, step: Int) -> String { output + "/\(prefix)\(step)" }
 
     /// Writes checkpoint `state.step` into `output` atomically and removes older ones beyond `keep`.
+    /// The files are built in a hidden partial directory; the checksum manifest of the files as
+    /// read back from disk is written last, then the directory is renamed into place. The caller
+    /// checks the adapters are finite; a non-finite optimizer state throws `.optimizer(.nonFiniteState)`.
+    /// Old checkpoints are renamed away before they are deleted, so a kill never leaves part of one
+    /// under a checkpoint's name.
     static func save(output: String, state: TrainerState, adapters: LoRAAdapters, optimizer: PagedAdamW,
                      baseModel: String, keep: Int = 2) throws(TrainError) -> String {
         let final = directory(output: output, step: state.step)
@@ -97,34 +103,68 @@ enum TrainingCheckpoint {
             do { try optimizer.save(to: partial + "/" + optimizerFile) } catch { throw TrainError.optimizer(error) }
             do {
                 try AtomicOutput.writeFile(partial + "/" + stateFile, state.json())
+                let files = try FileManager.default.contentsOfDirectory(atPath: partial)
+                try ChecksumManifest.write(directory: partial, names: files)
                 try AtomicOutput.publish(partial: partial, output: final)
-            } catch { throw TrainError.output(error) }
+            } catch let error as FileError {
+                throw TrainError.output(error)
+            } catch {
+                throw TrainError.output(.cannotWrite(path: partial, errno: errno))
+            }
         } catch {
             try? FileManager.default.removeItem(atPath: partial)
             throw error
         }
         for old in list(output: output).dropLast(keep) where old.step != state.step {
-            try? FileManager.default.removeItem(atPath: directory(output: output, step: old.step))
+            try? AtomicOutput.remove(directory: old.path)
         }
         return final
     }
 
-    /// The complete checkpoints in `output`, by ascending step.
+    /// The checkpoint directories in `output`, by ascending step (whole or not: `open` verifies).
     static func list(output: String) -> [(step: Int, path: String)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
         return names.compactMap { name -> (Int, String)? in
             guard name.hasPrefix(prefix), let step = Int(name.dropFirst(prefix.count)) else { return nil }
-            let path = output + "/" + name
-            return FileManager.default.fileExists(atPath: path + "/" + stateFile) ? (step, path) : nil
+            return (step, output + "/" + name)
         }.sorted { $0.0 < $1.0 }
     }
 
-    /// `path` itself when it is a checkpoint, else its newest checkpoint (an output directory).
-    static func resolve(_ path: String) throws(TrainError) -> String {
-        if FileManager.default.fileExists(atPath: path + "/" + stateFile) { return path }
-        guard let newest = list(output: path).last else {
-            throw .checkpoint(path: path, detail: "no checkpoint here (no \(stateFile), no \(prefix)<step> directory); pass a checkpoint directory or the --output of an earlier run")
+    /// A checkpoint verified for resuming: every file against the checksum manifest, and the state.
+    static func verify(_ path: String) throws(TrainError) -> TrainerState {
+        do { try ChecksumManifest.verify(directory: path) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        return try TrainerState(path: path + "/" + stateFile)
+    }
+
+    /// The checkpoint to resume from, verified: `path` itself when it is a checkpoint directory,
+    /// else the newest checkpoint in it (an output directory) that verifies. `notes` say which
+    /// newer ones were passed over and why.
+    /// - Throws: `.checkpoint` naming the damage, and an intact older checkpoint when there is one.
+    static func open(_ path: String) throws(TrainError) -> (path: String, state: TrainerState, notes: [String]) {
+        let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
+        let isCheckpoint = (name.hasPrefix(prefix) && Int(name.dropFirst(prefix.count)) != nil)
+            || [stateFile, ChecksumManifest.fileName].contains { FileManager.default.fileExists(atPath: path + "/" + $0) }
+        if isCheckpoint {
+            do {
+                return (path, try verify(path), [])
+            } catch {
+                let parent = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
+                let older = list(output: parent).reversed().first { $0.path != path && (try? verify($0.path)) != nil }
+                throw .checkpoint(path: path, detail: "cannot resume from it: \(error)"
+                                  + (older.map { "; the checkpoint \($0.path) is intact: resume with --resume \($0.path)" } ?? ""))
+            }
         }
-        return newest.path
+        var notes: [String] = []
+        for checkpoint in list(output: path).reversed() {
+            do {
+                return (checkpoint.path, try verify(checkpoint.path), notes)
+            } catch {
+                notes.append("passed over \(checkpoint.path): \(error)")
+            }
+        }
+        guard notes.isEmpty else {
+            throw .checkpoint(path: path, detail: "no intact checkpoint to resume from:\n  " + notes.joined(separator: "\n  "))
+        }
+        throw .checkpoint(path: path, detail: "no checkpoint here (no \(stateFile), no \(prefix)<step> directory); pass a checkpoint directory or the --output of an earlier run")
     }
 }

@@ -83,14 +83,24 @@ final class TrainingData {
     /// `rows` training sequences from global position `position` (wrapping over epochs).
     func trainBatch(position: Int, rows: Int) -> TokenBatch { train.batch(from: position, rows: rows) }
 
+    /// Target tokens of the `rows` training sequences from `position`, without building the batch.
+    func trainTargetCount(position: Int, rows: Int) -> Int {
+        train.sequences(from: position, count: rows).reduce(0) { total, sequence in
+            total + sequence.targets.reduce(0) { $0 + ($1 == TokenBatch.ignore ? 0 : 1) }
+        }
+    }
+
     /// Mean cross-entropy over every target token of the validation sequences (token-weighted),
     /// in batches of the model's rows (the last filled with rows that have no target); nil when
-    /// they have no target.
-    func validationLoss(model: LlamaModel) -> Double? {
+    /// they have no target, or when `proceed(done, total)` (asked after each batch but the last)
+    /// answers false.
+    func validationLoss(model: LlamaModel, proceed: (_ done: Int, _ total: Int) -> Bool = { _, _ in true }) -> Double? {
         guard let valid else { return nil }
         let rows = model.dims.B
         var total = 0.0, count = 0
-        for start in stride(from: 0, to: valid.count, by: rows) {
+        let batches = (valid.count + rows - 1) / rows
+        for (index, start) in stride(from: 0, to: valid.count, by: rows).enumerated() {
+            if index > 0 && !proceed(index, batches) { return nil }
             let sequences = valid.sequences(from: start, count: min(rows, valid.count - start))
             var tokens: [Int32] = [], targets: [Int32] = [], ids: [Int32] = []
             for sequence in sequences {

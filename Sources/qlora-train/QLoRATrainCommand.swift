@@ -3,7 +3,9 @@
 import ArgumentParser
 import Foundation
 import QLoRAKernels
+import QLoRAIO
 import QLoRAModel
+import QLoRAOptim
 import QLoRATrain
 
 @main
@@ -44,8 +46,10 @@ struct QLoRATrainCommand: ParsableCommand {
             throw ValidationError("--chat-template must be auto, \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
         if parseByteSize(memory.memBudget) == nil { throw ValidationError("--mem-budget '\(memory.memBudget)' is not a size like 2GiB or 800MiB.") }
-        if let bytes = memory.optimResidentBytes, parseByteSize(bytes) == nil {
-            throw ValidationError("--optim-resident-bytes '\(bytes)' is not a size like 64MiB.")
+        if let bytes = memory.optimResidentBytes {
+            guard let value = parseByteSize(bytes) else { throw ValidationError("--optim-resident-bytes '\(bytes)' is not a size like 64MiB.") }
+            let minimum = MemoryPlanner.minimumOptimizerResidentBytes
+            if value < minimum { throw ValidationError("--optim-resident-bytes must be at least \(minimum >> 20)MiB (\(minimum / PagedAdamWConfig.defaultPageBytes) optimizer pages).") }
         }
         if lora.loraR < 1 { throw ValidationError("--lora-r must be at least 1.") }
         if !(0..<1).contains(lora.loraDropout) { throw ValidationError("--lora-dropout must be in [0, 1).") }
@@ -75,6 +79,7 @@ struct QLoRATrainCommand: ParsableCommand {
         config.seqLen = runOptions.seqLen
         config.maxSteps = runOptions.maxSteps
         config.epochs = runOptions.epochs
+        config.repeatData = runOptions.repeatData
         config.lora = LoRAConfig(rank: lora.loraR, alpha: lora.loraAlpha, dropout: lora.loraDropout, useRSLoRA: lora.useRslora,
                                  targets: try lora.targets(), freezeA: lora.loraFa, seed: runOptions.seed)
         config.initAdapter = lora.initAdapter
@@ -97,6 +102,9 @@ struct QLoRATrainCommand: ParsableCommand {
         return config
     }
 
+    /// Exit status of a run that completed but whose peak RSS went over --mem-budget.
+    static let budgetExceededStatus: Int32 = 3
+
     func run() throws {
         do { try BLAS.load() } catch { throw fail(error) }
         let config = try trainConfig()
@@ -105,13 +113,26 @@ struct QLoRATrainCommand: ParsableCommand {
         do {
             let summary = try Trainer(config: config).run { event in
                 terminal.show(event)
-                return interrupt.isSet ? .stop : .continue
+                return interrupt.signal != nil ? .stop : .continue
             }
-            if summary.interrupted { throw ExitCode(130) }
+            if let status = Self.exitStatus(summary, signal: interrupt.signal) { throw ExitCode(status) }
         } catch let error as TrainError {
             terminal.finishLine()
             throw fail(error)
         }
+    }
+
+    /// A stopped run exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM); one
+    /// whose peak RSS went over the budget with `budgetExceededStatus`, saying so; nil: success.
+    static func exitStatus(_ summary: TrainSummary, signal: Int32?) -> Int32? {
+        if summary.budgetExceeded {
+            FileHandle.standardError.write(Data(("qlora-train: error: the peak RSS was \(formatBytes(summary.peakRSSBytes)), over --mem-budget "
+                + "\(formatBytes(summary.budget)): the outputs are complete, but the budget was not kept; raise --mem-budget "
+                + "(and please report the plan above)\n").utf8))
+            return budgetExceededStatus
+        }
+        if summary.interrupted { return 128 + (signal ?? SIGINT) }
+        return nil
     }
 
     func fail(_ error: Error) -> Error {
@@ -127,7 +148,7 @@ struct ModelOptions: ParsableArguments {
     var data: String
     @Option(help: "Validation data (JSONL); without it --valid-fraction of --data is held out.")
     var validData: String?
-    @Option(help: "Fraction of --data held out for evaluation when there is no --valid-data (0: none).")
+    @Option(parsing: .unconditional, help: "Fraction of --data held out for evaluation when there is no --valid-data (0: none).")
     var validFraction: Double = 0.05
     @Option(help: "Chat template for {\"messages\"} rows: auto (from tokenizer_config.json), chatml, llama2, llama3.")
     var chatTemplate: String = "auto"
@@ -140,9 +161,9 @@ struct ModelOptions: ParsableArguments {
 }
 
 struct LoRAOptions: ParsableArguments {
-    @Option(help: "LoRA rank r.") var loraR = 16
-    @Option(help: "LoRA alpha (scale alpha / r).") var loraAlpha: Float = 32
-    @Option(help: "Dropout on the adapters' input.") var loraDropout: Float = 0.05
+    @Option(parsing: .unconditional, help: "LoRA rank r.") var loraR = 16
+    @Option(parsing: .unconditional, help: "LoRA alpha (scale alpha / r).") var loraAlpha: Float = 32
+    @Option(parsing: .unconditional, help: "Dropout on the adapters' input.") var loraDropout: Float = 0.05
     @Option(help: "all-linear, or a comma-separated list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj.")
     var targetModules = "all-linear"
     @Flag(help: "rsLoRA: scale alpha / sqrt(r).") var useRslora = false
@@ -165,11 +186,11 @@ struct LoRAOptions: ParsableArguments {
 }
 
 struct OptimOptions: ParsableArguments {
-    @Option(help: "Peak learning rate.") var lr = 2e-4
+    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 2e-4
     @Option(help: "constant, linear or cosine (after warm-up).") var lrSchedule = LearningRateSchedule.cosine
-    @Option(help: "Linear warm-up steps.") var warmupSteps = 0
-    @Option(help: "AdamW decoupled weight decay.") var weightDecay = 0.0
-    @Option(help: "Clip the gradients' global L2 norm to this (0: no clipping).") var maxGradNorm = 1.0
+    @Option(parsing: .unconditional, help: "Linear warm-up steps.") var warmupSteps = 0
+    @Option(parsing: .unconditional, help: "AdamW decoupled weight decay.") var weightDecay = 0.0
+    @Option(parsing: .unconditional, help: "Clip the gradients' global L2 norm to this (0: no clipping).") var maxGradNorm = 1.0
 }
 
 struct MemoryOptions: ParsableArguments {
@@ -181,19 +202,21 @@ struct MemoryOptions: ParsableArguments {
 
 struct RunOptions: ParsableArguments {
     @Option(help: "Directory for the adapter, checkpoints and a quantized copy of a float model.") var output: String
-    @Option(help: "Sequences per step (split into micro-batches when memory needs it).") var batchSize = 4
-    @Option(help: "Steps of gradients accumulated per optimizer step.") var gradAccum = 1
-    @Option(help: "Tokens per sequence.") var seqLen = 512
-    @Option(help: "Optimizer steps (default: --epochs 1).") var maxSteps: Int?
-    @Option(help: "Passes over the training data.") var epochs: Double?
-    @Option(help: "Seed of the adapters' initialisation, the shuffle, the split and dropout.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Sequences per step (split into micro-batches when memory needs it).") var batchSize = 4
+    @Option(parsing: .unconditional, help: "Steps of gradients accumulated per optimizer step.") var gradAccum = 1
+    @Option(parsing: .unconditional, help: "Tokens per sequence.") var seqLen = 512
+    @Option(parsing: .unconditional, help: "Optimizer steps (default: --epochs 1); with --resume, a new total extends the run.") var maxSteps: Int?
+    @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Double?
+    @Flag(help: "Allow --batch-size x --grad-accum to exceed the rows the data packs into (rows repeat within a step).")
+    var repeatData = false
+    @Option(parsing: .unconditional, help: "Seed of the adapters' initialisation, the shuffle, the split and dropout.") var seed: UInt64 = 0
     @Flag(help: "Keep the data in file order.") var noShuffle = false
-    @Option(help: "Evaluate every N steps (default: 5 times per run).") var evalEvery: Int?
-    @Option(help: "Save a checkpoint every N steps (default 100) and at the end.") var saveEvery: Int?
+    @Option(parsing: .unconditional, help: "Evaluate every N steps (default: 5 times per run).") var evalEvery: Int?
+    @Option(parsing: .unconditional, help: "Save a checkpoint every N steps (default 100) and at the end.") var saveEvery: Int?
     @Option(help: "Resume from a checkpoint directory, or from the newest one in an output directory.") var resume: String?
     @Option(help: "Write per-step metrics here (JSONL).") var metrics: String?
     @Option(help: "A prompt to answer greedily before and after training (repeatable).") var samplePrompt: [String] = []
-    @Option(help: "Most tokens per sample answer.") var sampleTokens = 48
+    @Option(parsing: .unconditional, help: "Most tokens per sample answer.") var sampleTokens = 48
 }
 
 extension LearningRateSchedule: ExpressibleByArgument {}

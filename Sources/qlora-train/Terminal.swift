@@ -30,6 +30,10 @@ final class TrainTerminal {
             say("Memory plan:\n" + plan.table())
         case .resumed(let step, let checkpoint):
             say("Resumed from \(checkpoint) at step \(step)")
+        case .notice(let text):
+            say("Note: \(text)")
+        case .progress(let p):
+            if isTerminal { bar("step \(p.step): \(p.phase.rawValue) \(p.done)/\(p.total)") }
         case .sample(let phase, let prompt, let answer):
             say("[\(phase.rawValue) training] \(prompt)\n  -> \(answer.trimmingCharacters(in: .whitespacesAndNewlines))")
         case .step(let m):
@@ -53,7 +57,10 @@ final class TrainTerminal {
             say("Governor: \(action)")
         case .finished(let s):
             finishLine()
-            var lines = [s.interrupted ? "Stopped early; resume with --resume \(s.adapterDirectory)" : "Done: adapter in \(s.adapterDirectory)"]
+            var lines = [s.interrupted
+                ? (s.lastCheckpoint.map { "Stopped early; the last checkpoint is \($0); resume with --resume \(s.adapterDirectory)" }
+                    ?? "Stopped before the first step was complete; nothing was saved")
+                : "Done: adapter in \(s.adapterDirectory)"]
             if let first = s.firstLoss, let last = s.lastLoss { lines.append(String(format: "train loss %.4f -> %.4f over %d steps", first, last, s.steps)) }
             if let first = s.firstEvalLoss, let last = s.lastEvalLoss { lines.append(String(format: "eval loss %.4f -> %.4f", first, last)) }
             lines.append("peak RSS \(formatBytes(s.peakRSSBytes)) of the \(formatBytes(s.budget)) budget; \(s.tokens) target tokens in \(formatSeconds(s.seconds))")
@@ -83,21 +90,22 @@ final class TrainTerminal {
 final class InterruptFlag: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
-    private var set = false
+    private var received: Int32?
 
-    var isSet: Bool { lock.withLock { set } }
+    /// The first signal received, if any.
+    var signal: Int32? { lock.withLock { received } }
 
     init() {
         for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
+            Glibc.signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
                 let again = lock.withLock { () -> Bool in
-                    defer { set = true }
-                    return set
+                    defer { received = received ?? signalNumber }
+                    return received != nil
                 }
                 if again { exit(128 + signalNumber) }
-                FileHandle.standardError.write(Data("\nqlora-train: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)\n".utf8))
+                FileHandle.standardError.write(Data("\nqlora-train: stopping after this micro-batch and saving the last complete step (Ctrl-C again to quit now)\n".utf8))
             }
             source.resume()
             sources.append(source)

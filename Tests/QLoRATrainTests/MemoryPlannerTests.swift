@@ -2,6 +2,7 @@
 // threshold between refusing and fitting, and it trades speed for memory only when it must.
 import Foundation
 import QLoRAConvert
+import QLoRAIO
 import QLoRAModel
 import Testing
 import _TestSupport
@@ -123,4 +124,25 @@ func refusalNamesTheSmallestBudgetThatFits(model: String) throws {
     #expect(parseByteSize("two gigs") == nil)
     #expect(parseByteSize("5X") == nil)
     #expect(parseByteSize("") == nil)
+}
+
+/// A fixed --optim-resident-bytes only fixes the optimizer's residency: with a budget that holds the
+/// fast plan, every fixed value gets the fast plan's other choices (issue 11: a generous value used to
+/// make the cost negative and pick the slowest plan), and the table says what really happens.
+@Test(arguments: [4, 8, 16, 64, 256, 1024])
+func aFixedOptimizerResidencyKeepsTheFastPlan(residentMiB: Int) throws {
+    var inputs = try smolInputs()
+    let fast = MemoryPlanner.plan(inputs, budget: 8 << 30).choices
+    inputs.optimizerResidentBytes = residentMiB << 20
+    let plan = MemoryPlanner.plan(inputs, budget: 8 << 30)
+    #expect(plan.fits)
+    #expect(plan.choices.gradientCheckpointing == fast.gradientCheckpointing && plan.choices.microBatch == fast.microBatch)
+    #expect(plan.choices.logitsChunkBytes == fast.logitsChunkBytes && plan.choices.releaseWeightPages == fast.releaseWeightPages)
+    let stateBytes = inputs.trainableCount * 8
+    if residentMiB << 20 >= stateBytes {
+        #expect(plan.choices.optimizerResidentBytes == nil && plan.table().contains("optimizer state all resident"))
+    } else {
+        #expect(plan.choices.optimizerResidentBytes == residentMiB << 20)
+        #expect(plan.table().contains("optimizer state \(formatBytes(residentMiB << 20)) of \(formatBytes(stateBytes)) resident, the rest spilled"))
+    }
 }

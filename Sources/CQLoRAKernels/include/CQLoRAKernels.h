@@ -135,6 +135,18 @@ void qlora_unshuffle_bytes(float *values, const uint8_t *planes, size_t count);
 int qlora_all_zero(const void *bytes, size_t count);
 /// The XXH64 hash of `length` bytes with `seed` (xxHash's specification).
 uint64_t qlora_xxh64(const void *data, size_t length, uint64_t seed);
+/// XXH64 over data given in pieces: reset, update with each piece in order, digest (which leaves
+/// the state unchanged). The digest equals qlora_xxh64 of the concatenated pieces.
+typedef struct {
+    uint64_t v[4];
+    uint64_t seed;
+    uint64_t total;
+    uint8_t buffer[32];
+    uint32_t buffered;
+} qlora_xxh64_state;
+void qlora_xxh64_reset(qlora_xxh64_state *state, uint64_t seed);
+void qlora_xxh64_update(qlora_xxh64_state *state, const void *data, size_t length);
+uint64_t qlora_xxh64_digest(const qlora_xxh64_state *state);
 /// Sum of x[i]^2 accumulated in double (gradient norms).
 double qlora_sum_squares(const float *x, size_t count);
 /// 1 when the open file `fd` lives on tmpfs or ramfs (its pages are RAM), else 0.

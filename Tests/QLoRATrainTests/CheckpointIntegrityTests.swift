@@ -1,0 +1,180 @@
+// Nothing lost (issue 11): checkpoints are checksummed and verified, damaged or non-finite ones are
+// never trained from, a non-finite value never replaces a good adapter or checkpoint, the last good
+// checkpoint named is a verified one, and removing old checkpoints never leaves half of one.
+import Foundation
+import QLoRAIO
+import QLoRAKernels
+import QLoRAModel
+import Testing
+import _TestSupport
+@testable import QLoRATrain
+
+/// Flips one bit of the file at `path`, `fromEnd` bytes before its end (inside the tensor data).
+private func flipBit(_ path: String, fromEnd: Int = 100) throws {
+    var data = bytes(path)
+    data[data.count - fromEnd] ^= 0x10
+    try Data(data).write(to: URL(fileURLWithPath: path))
+}
+
+/// Writes `value` over the first float of tensor `name` in a safetensors file, then rewrites the
+/// checkpoint's checksum manifest, as if a checkpoint had been written holding it.
+private func plant(_ value: Float, tensor name: String, file path: String) throws {
+    let file = try SafetensorsFile(path: path)
+    let offset = try #require(file.tensor(named: name)).fileOffset
+    var data = bytes(path)
+    withUnsafeBytes(of: value.bitPattern.littleEndian) { data.replaceSubrange(offset..<offset + 4, with: $0) }
+    try Data(data).write(to: URL(fileURLWithPath: path))
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0 != ChecksumManifest.fileName }
+    try ChecksumManifest.write(directory: directory, names: names)
+}
+
+private func run(_ config: TrainConfig, notices: inout [String]) throws -> TrainSummary {
+    var seen: [String] = []
+    defer { notices = seen }
+    return try Trainer(config: config).run { event in
+        if case .notice(let text) = event { seen.append(text) }
+        return .continue
+    }
+}
+
+@Test func everyCheckpointFileIsChecksummed() throws {
+    let directory = try TemporaryDirectory()
+    _ = try Trainer(config: try config(directory.path, steps: 2)).run { _ in .continue }
+    let checkpoint = directory.path + "/out/checkpoint-2"
+    let listed = try ChecksumManifest.verify(directory: checkpoint)
+    #expect(Set(listed) == ["adapter_model.safetensors", "adapter_config.json", TrainingCheckpoint.optimizerFile, TrainingCheckpoint.stateFile])
+    // The manifest's lines are XXH64 of the files' bytes, in xxh64sum's format.
+    let manifest = String(decoding: bytes(checkpoint + "/" + ChecksumManifest.fileName), as: UTF8.self)
+    let state = bytes(checkpoint + "/" + TrainingCheckpoint.stateFile)
+    let expected = ChecksumManifest.hex(state.withUnsafeBytes { XXH64.hash($0.baseAddress!, count: $0.count) })
+    #expect(manifest.contains("\(expected)  \(TrainingCheckpoint.stateFile)\n"), "\(manifest)")
+}
+
+/// A flipped bit in the newest checkpoint is detected: resuming from the output passes over it
+/// (saying so) to the intact older one and still ends bitwise where an uninterrupted run does;
+/// naming the damaged checkpoint itself is refused, naming the intact one.
+@Test func aFlippedBitInACheckpointIsDetected() throws {
+    let straight = try TemporaryDirectory(), damaged = try TemporaryDirectory()
+    _ = try Trainer(config: try config(straight.path, steps: 6)).run { _ in .continue }
+    var first = try config(damaged.path, steps: 6)
+    _ = try Trainer(config: first).run { event in
+        if case .saved(let step, _) = event, step == 4 { return .stop }
+        return .continue
+    }
+    let out = damaged.path + "/out"
+    try flipBit(out + "/checkpoint-4/" + TrainingCheckpoint.optimizerFile)
+    first.resume = out + "/checkpoint-4"
+    #expect {
+        _ = try Trainer(config: first).run { _ in .continue }
+    } throws: { error in
+        let text = "\(error)"
+        return text.contains("checkpoint-4/optimizer.safetensors: damaged") && text.contains("--resume \(out)/checkpoint-2")
+    }
+    first.resume = out
+    var notices: [String] = []
+    let summary = try run(first, notices: &notices)
+    #expect(notices.contains { $0.contains("passed over \(out)/checkpoint-4") && $0.contains("XXH64") }, "\(notices)")
+    #expect(!summary.interrupted)
+    #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(out + "/adapter_model.safetensors"))
+    #expect(bytes(straight.path + "/out/checkpoint-6/optimizer.safetensors") == bytes(out + "/checkpoint-6/optimizer.safetensors"))
+}
+
+/// A checkpoint that holds a NaN (checksums intact, as if it had been written so) is refused with
+/// the tensor and index named, and the good adapter in the output is left as it was.
+@Test(arguments: ["exp_avg_sq", "adapter"])
+func aCheckpointHoldingANaNIsRefused(where place: String) throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 4)
+    _ = try Trainer(config: config).run { _ in .continue }
+    let out = directory.path + "/out", adapter = bytes(out + "/adapter_model.safetensors")
+    let key = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
+    if place == "adapter" {
+        try plant(.nan, tensor: key, file: out + "/checkpoint-4/adapter_model.safetensors")
+    } else {
+        try plant(.nan, tensor: "exp_avg_sq", file: out + "/checkpoint-4/" + TrainingCheckpoint.optimizerFile)
+    }
+    config.resume = out + "/checkpoint-4"
+    config.maxSteps = 6
+    #expect {
+        _ = try Trainer(config: config).run { _ in .continue }
+    } throws: { error in
+        let text = "\(error)"
+        return place == "adapter" ? text.contains("tensor '\(key)': value 0 is nan") : text.contains("exp_avg_sq[0] is nan")
+    }
+    #expect(bytes(out + "/adapter_model.safetensors") == adapter, "the good adapter was replaced")
+    #expect(TrainingCheckpoint.list(output: out).map(\.step) == [2, 4])
+}
+
+/// A NaN eval loss stops the run like a NaN training loss, before anything of that step is saved;
+/// the checkpoint named is one that verifies.
+@Test func aNonFiniteEvalLossStopsTheRun() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 20)
+    config.evalEvery = 1
+    config.saveEvery = 1
+    config.learningRate = 1e30  // the first update blows the adapters up; the loss before it is finite
+    config.maxGradNorm = nil
+    var steps = 0
+    #expect {
+        _ = try Trainer(config: config).run { event in
+            if case .step = event { steps += 1 }
+            return .continue
+        }
+    } throws: { error in
+        guard case TrainError.nonFinite(let what, let step, nil) = error else { return false }
+        return what == "the eval loss" && step == 1 && "\(error)".contains("no checkpoint was saved yet")
+    }
+    #expect(steps == 0)
+    #expect(TrainingCheckpoint.list(output: config.output).isEmpty)
+    #expect(!FileManager.default.fileExists(atPath: config.output + "/adapter_model.safetensors"))
+}
+
+/// After a NaN loss, the checkpoint the error names verifies (checksums, finite values).
+@Test func theLastGoodCheckpointNamedIsVerified() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 20)
+    config.saveEvery = 1
+    config.learningRate = 1e30
+    config.maxGradNorm = nil
+    var named: String?
+    do {
+        _ = try Trainer(config: config).run { _ in .continue }
+        Issue.record("the run did not diverge")
+    } catch .nonFiniteLoss(_, let checkpoint), .nonFinite(_, _, let checkpoint) {
+        named = checkpoint
+    }
+    #expect(named != nil, "a checkpoint was saved before the divergence")
+    if let named {
+        _ = try TrainingCheckpoint.verify(named)
+        let adapters = LoRAAdapters(shape: try ModelPreparation.shape(directory: modelDirectory), config: config.lora)
+        try adapters.load(peftFile: named + "/adapter_model.safetensors")  // refuses non-finite values
+    }
+}
+
+/// A rotation killed half-way leaves a hidden `.removed-` directory, not a checkpoint: it is not
+/// listed, and a later run cleans it up. A half-deleted checkpoint of an older version is passed
+/// over with a note.
+@Test func removedCheckpointsNeverLookWhole() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 4)
+    _ = try Trainer(config: config).run { _ in .continue }
+    let out = directory.path + "/out"
+    // Old checkpoints were removed through the hidden name.
+    #expect(TrainingCheckpoint.list(output: out).map(\.step) == [2, 4])
+    // A deletion killed after the rename, by a process that is gone (pid 2^22 + 1 is above pid_max's default).
+    let leftover = out + "/.checkpoint-1.removed-4194305"
+    try FileManager.default.createDirectory(atPath: leftover, withIntermediateDirectories: true)
+    try Data("{}".utf8).write(to: URL(fileURLWithPath: leftover + "/" + TrainingCheckpoint.stateFile))
+    // An older tool's deletion killed half-way: files gone but the directory kept its name.
+    try FileManager.default.copyItem(atPath: out + "/checkpoint-4", toPath: out + "/checkpoint-5")
+    try FileManager.default.removeItem(atPath: out + "/checkpoint-5/" + TrainingCheckpoint.optimizerFile)
+    config.resume = out
+    config.maxSteps = 6
+    var notices: [String] = []
+    _ = try run(config, notices: &notices)
+    #expect(notices.contains { $0.contains("passed over \(out)/checkpoint-5") && $0.contains("optimizer.safetensors") }, "\(notices)")
+    #expect(!FileManager.default.fileExists(atPath: leftover), "the stale removal was cleaned up")
+    let hidden = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") && $0 != DirectoryLock.fileName }
+    #expect(hidden.isEmpty, "\(hidden)")
+}

@@ -1,0 +1,237 @@
+// Nothing lost, budget never broken (issue 11): one run per output (a lock), outputs probed before
+// any weight is loaded, a batch larger than the data refused, a stop acting between micro-batches,
+// SIGTERM's own exit status, resume that extends a run and compares files rather than path
+// strings, and flags refused before anything runs.
+import Foundation
+import QLoRAIO
+import QLoRAModel
+import Testing
+import _TestSupport
+@testable import QLoRATrain
+@testable import qlora_train
+
+/// The events of a run that fails, and its error.
+private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: Bool) {
+    var planned = false
+    do {
+        _ = try Trainer(config: config).run { event in
+            if case .plan = event { planned = true }
+            return .continue
+        }
+        return (nil, planned)
+    } catch {
+        return (error, planned)
+    }
+}
+
+@Test func aSecondRunIntoTheSameOutputIsRefusedNamingTheFirst() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 2)
+    try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
+    do {
+        // This process plays the first run: it holds the lock.
+        let first = try DirectoryLock(directory: config.output)
+        let (error, _) = failingRun(config)
+        #expect("\(error.map { "\($0)" } ?? "no error")".contains("process \(getpid()) is already writing into this directory"))
+        #expect(TrainingCheckpoint.list(output: config.output).isEmpty)
+        withExtendedLifetime(first) {}
+    }
+    // Once the first run is gone (here: its lock released; a killed process's lock goes with it), the output is free.
+    _ = try Trainer(config: config).run { _ in .continue }
+    #expect(TrainingCheckpoint.list(output: config.output).map(\.step) == [2])
+}
+
+@Test func aLockFileLeftByADeadProcessDoesNotBlock() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 1)
+    try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
+    try Data("4194305\n".utf8).write(to: URL(fileURLWithPath: config.output + "/" + DirectoryLock.fileName))
+    _ = try Trainer(config: config).run { _ in .continue }
+    #expect(String(decoding: bytes(config.output + "/" + DirectoryLock.fileName), as: UTF8.self) == "\(getpid())\n")
+}
+
+/// Places that cannot take a file are found before any weight is loaded (before the plan), each
+/// named with the real reason. /proc takes no new files, even for root.
+@Test(arguments: [
+    ("output", "/proc/qlora-no-such-dir/out", "/proc/qlora-no-such-dir/out"),
+    ("metrics", "/proc/qlora-metrics.jsonl", "/proc/qlora-metrics.jsonl: cannot write"),
+    ("metrics", "/no-such-directory/metrics.jsonl", "/no-such-directory/metrics.jsonl: cannot write (No such file or directory)"),
+    ("spill", "/proc", "/proc: cannot create the optimizer spill file"),
+    ("spill", "/no-such-spill-directory", "/no-such-spill-directory: cannot create the optimizer spill file (No such file or directory)"),
+])
+func unwritableOutputsAreFoundBeforeLoading(what: String, path: String, message: String) throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 1)
+    switch what {
+    case "output": config.output = path
+    case "metrics": config.metricsPath = path
+    default: config.spillDirectory = path
+    }
+    let (error, planned) = failingRun(config)
+    let text = error.map { "\($0)" } ?? "no error"
+    #expect(text.contains(message), "\(text)")
+    #expect(!text.contains("permission"), "\(text)")
+    #expect(!planned)
+}
+
+@Test func aBatchLargerThanTheDataIsRefusedUnlessRepetitionIsAsked() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 1)
+    config.batchSize = 200_000
+    config.gradAccum = 1
+    let (error, planned) = failingRun(config)
+    let text = error.map { "\($0)" } ?? "no error"
+    #expect(text.contains("--batch-size 200000 x --grad-accum 1 = 200000 rows per step") && text.contains("--repeat-data"), "\(text)")
+    #expect(!planned)
+    config.batchSize = 64
+    config.repeatData = true
+    let summary = try Trainer(config: config).run { _ in .continue }
+    #expect(summary.steps == 1 && summary.tokens > 0)
+}
+
+/// A stop asked between micro-batches drops the partial step and saves the last complete one; the
+/// resumed run ends bitwise where an uninterrupted one does.
+@Test func aStopInsideAStepSavesTheLastCompleteStep() throws {
+    let straight = try TemporaryDirectory(), stopped = try TemporaryDirectory()
+    func fourMicroBatches(_ directory: String) throws -> TrainConfig {
+        var config = try config(directory, steps: 4)
+        (config.batchSize, config.gradAccum, config.saveEvery) = (1, 4, 100)
+        return config
+    }
+    _ = try Trainer(config: try fourMicroBatches(straight.path)).run { _ in .continue }
+    var first = try fourMicroBatches(stopped.path)
+    var microBatchesOfStep3 = 0
+    let summary = try Trainer(config: first).run { event in
+        if case .progress(let p) = event, p.phase == .microBatches, p.step == 3 {
+            microBatchesOfStep3 = p.done
+            return p.done == 2 ? .stop : .continue
+        }
+        return .continue
+    }
+    #expect(summary.interrupted && microBatchesOfStep3 == 2)
+    #expect(summary.lastCheckpoint?.hasSuffix("checkpoint-2") == true)
+    #expect(TrainingCheckpoint.list(output: first.output).map(\.step) == [2])
+    first.resume = first.output
+    _ = try Trainer(config: first).run { _ in .continue }
+    #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(first.output + "/adapter_model.safetensors"))
+}
+
+/// SIGTERM stops a run like Ctrl-C, but exits with its own status (128 + 15), naming the checkpoint.
+@Test func sigtermSavesAndExitsWith143() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 400)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try trainExecutable())
+    process.arguments = arguments(config)
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    while process.isRunning && TrainingCheckpoint.list(output: config.output).isEmpty { usleep(2_000) }
+    kill(process.processIdentifier, SIGTERM)
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 143, "\(text)")
+    let saved = try #require(TrainingCheckpoint.list(output: config.output).last)
+    #expect(text.contains("the last checkpoint is \(saved.path)"), "\(text)")
+}
+
+@Test func aRunOverItsBudgetDoesNotExitZero() {
+    var summary = TrainSummary(steps: 1, firstLoss: 1, lastLoss: 1, firstEvalLoss: nil, lastEvalLoss: nil, tokens: 1, seconds: 1,
+                               peakRSSBytes: 1 << 30, budget: 1 << 30, adapterDirectory: "out", interrupted: false, lastCheckpoint: nil)
+    #expect(QLoRATrainCommand.exitStatus(summary, signal: nil) == nil)
+    summary.peakRSSBytes += 1
+    #expect(QLoRATrainCommand.exitStatus(summary, signal: nil) == QLoRATrainCommand.budgetExceededStatus)
+    summary.peakRSSBytes = 1
+    summary.interrupted = true
+    #expect(QLoRATrainCommand.exitStatus(summary, signal: SIGINT) == 130)
+    #expect(QLoRATrainCommand.exitStatus(summary, signal: SIGTERM) == 143)
+}
+
+/// --max-steps on --resume extends a finished run; with a constant schedule the result is bitwise
+/// that of one longer run. A total at or below the current step is refused.
+@Test func maxStepsOnResumeExtendsTheRun() throws {
+    let straight = try TemporaryDirectory(), extended = try TemporaryDirectory()
+    var long = try config(straight.path, steps: 6)
+    long.schedule = .constant
+    _ = try Trainer(config: long).run { _ in .continue }
+    var short = try config(extended.path, steps: 4)
+    short.schedule = .constant
+    _ = try Trainer(config: short).run { _ in .continue }
+    short.resume = short.output
+    short.maxSteps = 3
+    #expect {
+        _ = try Trainer(config: short).run { _ in .continue }
+    } throws: { error in
+        "\(error)".contains("is at step 4, so --max-steps 3 leaves nothing to do")
+    }
+    short.maxSteps = 6
+    var notices: [String] = []
+    let summary = try Trainer(config: short).run { event in
+        if case .notice(let text) = event { notices.append(text) }
+        return .continue
+    }
+    #expect(summary.steps == 6 && !summary.interrupted)
+    #expect(notices.contains { $0.contains("--max-steps 6: the run now has 6 steps instead of 4") }, "\(notices)")
+    #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(short.output + "/adapter_model.safetensors"))
+}
+
+/// The same model and data under other spellings or another place resume; other files at the same
+/// path are refused, naming the flag.
+@Test func resumeComparesFilesNotPathStrings() throws {
+    let directory = try TemporaryDirectory()
+    let model = directory.path + "/model"
+    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
+    var config = try config(directory.path, steps: 2)
+    config.model = model
+    _ = try Trainer(config: config).run { _ in .continue }
+    config.resume = config.output
+    config.maxSteps = 3
+    // Other spellings of the same path: dot segments, a trailing slash, a symbolic link.
+    config.model = directory.path + "/./model/"
+    _ = try Trainer(config: config).run { _ in .continue }
+    try FileManager.default.createSymbolicLink(atPath: directory.path + "/link", withDestinationPath: model)
+    config.model = directory.path + "/link"
+    config.maxSteps = 4
+    _ = try Trainer(config: config).run { _ in .continue }
+    // The same files moved elsewhere.
+    try FileManager.default.moveItem(atPath: model, toPath: directory.path + "/moved")
+    config.model = directory.path + "/moved"
+    config.maxSteps = 5
+    _ = try Trainer(config: config).run { _ in .continue }
+    // Another model at the first path: its config differs.
+    try FileManager.default.copyItem(atPath: directory.path + "/moved", toPath: model)
+    var json = try JSONSerialization.jsonObject(with: Data(bytes(model + "/config.json"))) as! [String: Any]
+    json["rms_norm_eps"] = 1e-3
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: model + "/config.json"))
+    config.model = model
+    config.maxSteps = 6
+    #expect {
+        _ = try Trainer(config: config).run { _ in .continue }
+    } throws: { error in
+        "\(error)".contains("differ from what --model \(model) holds now")
+    }
+    // Other data at the same path.
+    config.model = directory.path + "/moved"
+    try writeData(config.trainData, rows: 40, seed: 2)
+    #expect {
+        _ = try Trainer(config: config).run { _ in .continue }
+    } throws: { error in
+        "\(error)".contains("--data \(config.trainData)")
+    }
+}
+
+@Test(arguments: [
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--weight-decay", "-0.1"], "--weight-decay"),
+    (["--optim-resident-bytes", "0"], "--optim-resident-bytes must be at least 4MiB"),
+])
+func negativeAndTooSmallValuesAreRefusedByName(extra: [String], expected: String) {
+    let arguments = ["--model", "m", "--data", "d.jsonl", "--output", "o", "--mem-budget", "1GiB"] + extra
+    do {
+        _ = try QLoRATrainCommand.parseAsRoot(arguments)
+        Issue.record("\(extra) was accepted")
+    } catch {
+        #expect(QLoRATrainCommand.message(for: error).contains(expected), "\(QLoRATrainCommand.message(for: error))")
+    }
+}
