@@ -67,6 +67,7 @@ public enum Converter {
         _ source: WeightSource, options: ConvertOptions, progress: (ConvertProgress) -> Void = { _ in }
     ) throws -> ConversionSummary {
         let start = DispatchTime.now()
+        try refuseOverlap(output: options.output, inputs: source.inputPaths)
         let output = URL(fileURLWithPath: options.output).standardizedFileURL.path
         let fileManager = FileManager.default
         if fileManager.fileExists(atPath: output) && !options.force {
@@ -142,7 +143,7 @@ public enum Converter {
         try forEachChunk(of: tensor, rowsPerChunk: rowsPerChunk) { rows in
             try source.read(tensor, rows: rows, into: buffers.values)
             guard quantizer.quantize(buffers.values, count: rows.count * tensor.rowLength) else {
-                throw ConvertError.nonFinite(tensor: tensor.name)
+                throw ConvertError.nonFinite(path: tensor.file, tensor: tensor.name)
             }
             report(rows.upperBound * tensor.rowLength)
         }
@@ -187,7 +188,7 @@ public enum Converter {
         try forEachChunk(of: tensor, rowsPerChunk: rowsPerChunk) { rows in
             let count = rows.count * tensor.rowLength
             try source.read(tensor, rows: rows, into: buffers.values)
-            for i in 0..<count where !buffers.values[i].isFinite { throw ConvertError.nonFinite(tensor: tensor.name) }
+            for i in 0..<count where !buffers.values[i].isFinite { throw ConvertError.nonFinite(path: tensor.file, tensor: tensor.name) }
             encoding.encode(encoded, buffers.values, count: count)
             try writer.write(tensor.name, at: rows.lowerBound * tensor.rowLength * encoding.byteWidth, bytes: encoded,
                              count: count * encoding.byteWidth)

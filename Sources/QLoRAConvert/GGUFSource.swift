@@ -7,6 +7,7 @@ import QLoRAKernels
 
 public final class GGUFSource: WeightSource {
     public let origin: String
+    public var inputPaths: [String] { [origin] }
     public let config: [String: Any]
     public let outputEncoding: FloatEncoding
     public let tensors: [SourceTensor]
@@ -44,7 +45,7 @@ public final class GGUFSource: WeightSource {
                 if name.hasSuffix("k_proj.weight") { permute = shape.kvHeads }
             }
             mapping[name] = (info, permute)
-            tensors.append(SourceTensor(name: name, shape: expected, sourceBytes: info.byteCount))
+            tensors.append(SourceTensor(name: name, shape: expected, sourceBytes: info.byteCount, file: path))
         }
         self.mapping = mapping
         self.tensors = tensors

@@ -6,6 +6,9 @@ import QLoRAKernels
 
 public final class HFCheckpointSource: WeightSource {
     public let origin: String
+    /// The directory and its safetensors shards (which may be symlinks elsewhere, as in the Hugging
+    /// Face cache, where they point into `blobs/`).
+    public let inputPaths: [String]
     public let config: [String: Any]
     public let outputEncoding: FloatEncoding
     public let tensors: [SourceTensor]
@@ -30,6 +33,7 @@ public final class HFCheckpointSource: WeightSource {
         self.config = config
 
         let files = try Self.shardFiles(directory: directory)
+        inputPaths = [directory] + files
         var entries: [String: (SafetensorsFile, SafetensorsTensor)] = [:]
         for path in files {
             let file = try SafetensorsFile(path: path)
@@ -46,7 +50,7 @@ public final class HFCheckpointSource: WeightSource {
                 throw ConvertError.unsupportedDType(path: file.path, tensor: name, dtype: entry.dtype.rawValue)
             }
             located[name] = (file, entry, encoding)
-            tensors.append(SourceTensor(name: name, shape: expected, sourceBytes: entry.byteCount))
+            tensors.append(SourceTensor(name: name, shape: expected, sourceBytes: entry.byteCount, file: file.path))
         }
         self.tensors = tensors
         self.located = located

@@ -1,6 +1,7 @@
 // The subset of a Hugging Face Llama-family config.json the converter needs, validated, plus the
 // architectures it accepts and which tensors it quantizes.
 import Foundation
+import QLoRAIO
 
 /// Shapes of a Llama-family decoder, read from `config.json`.
 public struct ModelShape: Sendable, Equatable {
@@ -153,10 +154,11 @@ public enum ConvertError: Error, CustomStringConvertible {
     case missingTensor(path: String, tensor: String)
     case shapeMismatch(path: String, tensor: String, expected: [Int], found: [Int])
     case unsupportedDType(path: String, tensor: String, dtype: String)
-    case nonFinite(tensor: String)
+    case nonFinite(path: String, tensor: String)
     case noWeights(path: String)
     case input(path: String, detail: String)
     case output(path: String, detail: String)
+    case outputOverlapsInput(output: String, input: String, overlap: PathOverlap)
 
     public var description: String {
         switch self {
@@ -169,12 +171,20 @@ public enum ConvertError: Error, CustomStringConvertible {
             return "\(path): tensor '\(tensor)' has shape \(found) but config.json implies \(expected)"
         case .unsupportedDType(let path, let tensor, let dtype):
             return "\(path): tensor '\(tensor)' has dtype \(dtype); only F32, F16 and BF16 weights can be converted"
-        case .nonFinite(let tensor):
-            return "tensor '\(tensor)' contains NaN or infinite values; the checkpoint is corrupt"
+        case .nonFinite(let path, let tensor):
+            return "\(path): tensor '\(tensor)' contains NaN or infinite values; the checkpoint is corrupt"
         case .noWeights(let path):
             return "\(path): no *.safetensors files found (PyTorch .bin checkpoints are not supported; convert them to safetensors first)"
-        case .input(let path, let detail): return "\(path): \(detail)"
-        case .output(let path, let detail): return "\(path): \(detail)"
+        case .input(let path, let detail): return pathMessage(path, detail)
+        case .output(let path, let detail): return pathMessage(path, detail)
+        case .outputOverlapsInput(let output, let input, let overlap):
+            let what: String
+            switch overlap {
+            case .same: what = "is the input \(input); writing it would replace the input"
+            case .containsInput: what = "contains the input \(input); replacing it would delete the input"
+            case .insideInput: what = "lies inside the input \(input); writing it would change the input"
+            }
+            return "--output \(output) \(what) (paths compared with symlinks followed); choose an --output outside the input"
         }
     }
 }

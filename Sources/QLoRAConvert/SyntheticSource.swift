@@ -6,6 +6,8 @@ import QLoRAKernels
 
 public final class SyntheticSource: WeightSource {
     public let origin: String
+    /// The config.json the architecture was read from, if one was given.
+    public let inputPaths: [String]
     public let config: [String: Any]
     public let outputEncoding = FloatEncoding.bfloat16
     public let tensors: [SourceTensor]
@@ -44,6 +46,7 @@ public final class SyntheticSource: WeightSource {
     public init(architecture: String, seed: UInt64) throws {
         if let preset = Self.presets[architecture] {
             config = preset
+            inputPaths = []
         } else if architecture.hasSuffix(".json") {
             guard let data = FileManager.default.contents(atPath: architecture),
                   let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -52,13 +55,14 @@ public final class SyntheticSource: WeightSource {
             var config = object
             config["torch_dtype"] = "bfloat16"
             self.config = config
+            inputPaths = [architecture]
         } else {
             throw ConvertError.input(path: architecture, detail: "unknown synthetic architecture; use one of \(Self.presets.keys.sorted().joined(separator: ", ")) or a config.json path")
         }
         origin = "synthetic \(architecture) (seed \(seed))"
         self.seed = seed
         let shape = try ModelShape(config: config, path: architecture)
-        tensors = shape.tensorShapes.map { SourceTensor(name: $0.name, shape: $0.shape, sourceBytes: 0) }
+        tensors = shape.tensorShapes.map { [origin] in SourceTensor(name: $0.name, shape: $0.shape, sourceBytes: 0, file: origin) }
         var index: [String: Int] = [:]
         for (i, tensor) in tensors.enumerated() { index[tensor.name] = i }
         tensorIndex = index

@@ -9,11 +9,14 @@ public struct SourceTensor: Sendable {
     public let shape: [Int]
     /// Bytes this tensor occupies in the source (for the summary).
     public let sourceBytes: Int
+    /// The file the tensor is read from, for error messages (the source's origin for generated weights).
+    public let file: String
 
-    public init(name: String, shape: [Int], sourceBytes: Int) {
+    public init(name: String, shape: [Int], sourceBytes: Int, file: String) {
         self.name = name
         self.shape = shape
         self.sourceBytes = sourceBytes
+        self.file = file
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -26,6 +29,10 @@ public struct SourceTensor: Sendable {
 public protocol WeightSource: AnyObject {
     /// Human-readable origin, e.g. the file path.
     var origin: String { get }
+    /// The files and directories the weights are read from, as given (symlinks not resolved); the
+    /// converter refuses an output that is one of them, contains one or lies inside one. Empty when
+    /// nothing is read from disk.
+    var inputPaths: [String] { get }
     /// The Hugging Face `config.json` content for the output.
     var config: [String: Any] { get }
     /// The dtype the weights are stored in on output and recorded as the quantized tensors' dtype.

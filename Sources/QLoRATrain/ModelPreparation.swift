@@ -33,7 +33,8 @@ enum ModelPreparation {
             _ = try Converter.convert(source, options: options) { events(.quantizing(source: path, output: output, progress: $0)) }
             try AtomicOutput.replaceFile(output + "/" + sourceRecord, record)
         } catch {
-            throw .model("\(path): cannot quantize it on load: \(error)\n(or quantize it yourself with `quantize --input \(path) --output <dir>` and pass that directory)")
+            throw .model("cannot quantize --model on load: \(pathMessage(path, "\(error)"))\n"
+                         + "(or quantize it yourself with `quantize --input \(path) --output <dir>` and pass that directory)")
         }
         return output
     }

@@ -84,9 +84,23 @@ struct ConvertCheckpointTests {
         #expect {
             try Converter.convert(HFCheckpointSource(directory: source), options: ConvertOptions(output: output))
         } throws: { error in
-            "\(error)".contains("model.layers.1.mlp.down_proj.weight") && "\(error)".contains("NaN")
+            "\(error)".contains(source + "/model.safetensors") && "\(error)".contains("model.layers.1.mlp.down_proj.weight")
+                && "\(error)".contains("NaN")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["source"])
+    }
+
+    @Test func nonFiniteGGUFWeightNamesTheFileAndTensor() throws {
+        // A NaN norm: a tensor copied in 16 bit, not quantized.
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/model.gguf"
+        writeBytes(tinyLlamaGGUF(nanTensor: "output_norm.weight"), to: path)
+        #expect {
+            try Converter.convert(GGUFSource(path: path), options: ConvertOptions(output: directory.path + "/out"))
+        } throws: { error in
+            "\(error)".contains(path) && "\(error)".contains("model.norm.weight") && "\(error)".contains("NaN")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.gguf"])
     }
 
     @Test func syntheticModelHasTheArchitecturesShapesAndNormalWeights() throws {
@@ -110,6 +124,18 @@ struct ConvertCheckpointTests {
         let bytes = { (name: String) in try Data(contentsOf: URL(fileURLWithPath: directory.path + "/\(name)/model.safetensors")) }
         #expect(try bytes("out") == bytes("again") && bytes("out") != bytes("other"))
         #expect(again.quantizedTensors == other.quantizedTensors)
+    }
+
+    @Test func syntheticConfigFileIsNotOverwritten() throws {
+        let directory = try TemporaryDirectory()
+        let config = directory.path + "/config.json"
+        try FileManager.default.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source/config.json").path, toPath: config)
+        var options = ConvertOptions(output: directory.path)
+        options.force = true
+        #expect { try Converter.convert(SyntheticSource(architecture: config, seed: 0), options: options) } throws: { error in
+            "\(error)".contains("--output \(directory.path) contains the input \(config)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["config.json"])
     }
 
     @Test func badInputsNameTheFileAndWhatIsWrong() throws {
