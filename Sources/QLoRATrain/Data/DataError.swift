@@ -3,8 +3,16 @@
 
 /// A data file, tokenizer or chat template problem that stops reading.
 public enum DataError: Error, CustomStringConvertible, Equatable {
-    /// The data file cannot be opened or read.
+    /// The data file cannot be opened or read; `reason` is the system's (strerror).
     case unreadable(path: String, reason: String)
+    /// The data path is a directory.
+    case isDirectory(path: String)
+    /// The data path is neither a regular file nor a directory; `kind` says what it is ("a FIFO
+    /// (named pipe)", "a character device", ...).
+    case notRegularFile(path: String, kind: String)
+    /// The data file is text in a wider encoding than UTF-8: `encoding` is "UTF-16" or "UTF-32"
+    /// (with a byte-order mark) or one of those with its byte order ("UTF-16LE"), as iconv names them.
+    case notUTF8(path: String, encoding: String)
     /// The file yields no example: it is empty or blank, or every row was bad and skipped.
     case noExamples(path: String, skipped: Int)
     /// Rows that cannot be used (with skipping off): all of them, in file order, and the number of
@@ -26,7 +34,13 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unreadable(let path, let reason):
-            return "\(path): cannot read the training data: \(reason)"
+            return "\(path): cannot read the training data: \(reason); check the path and that the file is readable"
+        case .isDirectory(let path):
+            return "\(path): is a directory; pass a JSONL file (one JSON object per line)"
+        case .notRegularFile(let path, let kind):
+            return "\(path): is \(kind), not a regular file; save the data as a JSONL file (one JSON object per line) and pass that"
+        case .notUTF8(let path, let encoding):
+            return "\(path): the file is \(encoding) text, but JSONL must be UTF-8; convert it with iconv -f \(encoding) -t UTF-8 \(path) > converted.jsonl"
         case .noExamples(let path, let skipped):
             return skipped == 0
                 ? "\(path): no training examples: the file is empty; give one JSON object per line"

@@ -1,6 +1,9 @@
-// Reads a JSONL training-data file into tokenized examples: one JSON object per line, blank lines
-// skipped, bad rows collected with their line numbers. Leaves out packing and ordering (DataStream).
-import Foundation
+// Reads a JSONL training-data file into tokenized examples, streaming it through a memory map: one
+// JSON object per line, blank lines skipped, bad rows collected with their line numbers, files that
+// are not UTF-8 text refused. Leaves out packing and ordering (DataStream).
+#if canImport(Glibc)
+import Glibc
+#endif
 import QLoRAIO
 
 /// Reads JSONL data files for a model.
@@ -44,36 +47,51 @@ public struct DatasetReader: Sendable {
     }
 
     /// The examples of the JSONL file at `path`, in file order.
-    /// - Throws: `DataError.unreadable`; `.badRows` (without `skipBadRows`) listing every bad row;
+    ///
+    /// The file is memory-mapped and read line by line, its pages given back every `releaseBytes`
+    /// as lines are done: besides the examples, only the row being parsed (its bytes and values)
+    /// and less than `releaseBytes` of rows before it stay in memory. A UTF-8 byte-order mark at
+    /// the start is skipped.
+    /// - Throws: `DataError.unreadable`, `.isDirectory`, `.notRegularFile` or `.notUTF8` for a path
+    ///   that is not a UTF-8 text file; `.badRows` (without `skipBadRows`) listing every bad row;
     ///   `.noExamples` when none is left; `.noTokenizer`, `.noEOSToken` or `.chatTemplate` when a
     ///   row's form needs what the model lacks.
     public func read(_ path: String) throws(DataError) -> Dataset {
-        let bytes: Data
-        do {
-            bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw .unreadable(path: path, reason: error.localizedDescription)
-        }
+        let file = try Self.map(path)
+        let bytes = UnsafeRawBufferPointer(start: file.base, count: file.size)
+        if let encoding = Self.wideEncoding(of: bytes) { throw .notUTF8(path: path, encoding: encoding) }
         var dataset = Dataset(path: path)
         var bad: [BadRow] = []
         var fileForm: (form: ExampleEncoder.Form, line: Int)?
-        for (index, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated()
-        where line.contains(where: { !Self.isBlank($0) }) {
+        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        var released = 0
+        var line = 0
+        while start < bytes.count {
+            line += 1
+            let end = memchr(bytes.baseAddress! + start, Int32(UInt8(ascii: "\n")), bytes.count - start)
+                .map { UnsafeRawPointer($0) - bytes.baseAddress! } ?? bytes.count
+            let row = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+            start = end + 1
+            if start - released >= Self.releaseBytes {
+                file.release(offset: released, count: min(start, bytes.count) - released)
+                released = start
+            }
+            guard row.contains(where: { !Self.isBlank($0) }) else { continue }
             dataset.rows += 1
             do throws(RowError) {
-                let object = try Self.parse(line)
+                let object = try Self.object(in: row)
                 let form = try ExampleEncoder.form(of: object)
                 if let first = fileForm, first.form != form {
                     throw .bad("a '\(form.rawValue)' row in a file of '\(first.form.rawValue)' rows (line \(first.line)); use one form per file")
                 }
-                fileForm = fileForm ?? (form, index + 1)
-                let (example, truncated) = try limit(try encoder.encode(object, as: form), line: index + 1)
+                fileForm = fileForm ?? (form, line)
+                let (example, truncated) = try limit(try encoder.encode(object, as: form), line: line)
                 dataset.examples.append(example)
                 if truncated { dataset.truncated += 1 }
             } catch {
                 switch error {
-                case .bad(let reason): bad.append(BadRow(line: index + 1, reason: reason))
-                case .needsTokenizer(let form): throw .noTokenizer(path: path, line: index + 1, form: form.rawValue)
+                case .bad(let reason): bad.append(BadRow(line: line, reason: reason))
+                case .needsTokenizer(let form): throw .noTokenizer(path: path, line: line, form: form.rawValue)
                 case .fatal(let error): throw error
                 }
             }
@@ -92,8 +110,8 @@ public struct DatasetReader: Sendable {
             guard truncate else {
                 throw .bad("\(example.tokens.count) tokens, more than the limit of \(maxTokens) (the sequence length); shorten the row or allow truncation")
             }
-            example.tokens.removeLast(example.tokens.count - maxTokens)
-            example.labels.removeLast(example.labels.count - maxTokens)
+            // Copies, so that the row's full arrays are freed rather than kept as spare capacity.
+            example = TrainingExample(tokens: Array(example.tokens.prefix(maxTokens)), labels: Array(example.labels.prefix(maxTokens)), line: line)
             truncated = true
         }
         guard example.targetCount > 0 else {
@@ -105,17 +123,59 @@ public struct DatasetReader: Sendable {
     }
 
     /// The JSON object on one line.
-    private static func parse(_ line: Data.SubSequence) throws(RowError) -> [String: Any] {
-        let value: Any
+    private static func object(in row: UnsafeRawBufferPointer) throws(RowError) -> [String: JSONValue] {
+        let value: JSONValue
         do {
-            value = try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])
+            value = try JSONParser.parse(row)
         } catch {
-            let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
-            throw .bad("not valid JSON: \(reason)")
+            throw .bad("not valid JSON: \(error)")
         }
-        guard let object = value as? [String: Any] else { throw .bad("not a JSON object but \(ExampleEncoder.describe(value))") }
+        guard case .object(let object) = value else { throw .bad("not a JSON object but \(ExampleEncoder.describe(value))") }
         return object
     }
+
+    /// The file at `path` mapped, once it is known to be a regular file.
+    private static func map(_ path: String) throws(DataError) -> MappedFile {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw .isDirectory(path: path)
+        case S_IFCHR: throw .notRegularFile(path: path, kind: "a character device")
+        case S_IFBLK: throw .notRegularFile(path: path, kind: "a block device")
+        case S_IFIFO: throw .notRegularFile(path: path, kind: "a FIFO (named pipe)")
+        case S_IFSOCK: throw .notRegularFile(path: path, kind: "a socket")
+        default: throw .notRegularFile(path: path, kind: "a special file")
+        }
+        do {
+            return try MappedFile(path: path)
+        } catch {
+            switch error {
+            case .cannotOpen(_, let code), .cannotMap(_, let code): throw .unreadable(path: path, reason: String(cString: strerror(code)))
+            default: throw .unreadable(path: path, reason: error.description)
+            }
+        }
+    }
+
+    /// "UTF-16" or "UTF-32" (with the byte order when there is no byte-order mark) when the file
+    /// starts like JSON text in that encoding, as RFC 4627 §3 tells them apart: by its byte-order
+    /// mark, or by the NUL bytes around the ASCII of the first character. Nil otherwise.
+    private static func wideEncoding(of bytes: UnsafeRawBufferPointer) -> String? {
+        let head = (0..<4).map { $0 < bytes.count ? Int(bytes[$0]) : -1 }  // -1: past the end
+        let ascii = 1...0x7F
+        switch (head[0], head[1], head[2], head[3]) {
+        case (0xFF, 0xFE, 0, 0), (0, 0, 0xFE, 0xFF): return "UTF-32"
+        case (0xFF, 0xFE, _, _), (0xFE, 0xFF, _, _): return "UTF-16"
+        case (0, 0, 0, ascii): return "UTF-32BE"
+        case (ascii, 0, 0, 0): return "UTF-32LE"
+        case (0, ascii, _, _): return "UTF-16BE"
+        case (ascii, 0, _, _): return "UTF-16LE"
+        default: return nil
+        }
+    }
+
+    /// How many bytes of read lines are given back to the kernel at a time.
+    private static let releaseBytes = 1 << 20
 
     /// JSON whitespace (a line of only these is skipped).
     private static func isBlank(_ byte: UInt8) -> Bool {

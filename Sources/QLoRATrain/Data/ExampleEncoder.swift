@@ -45,7 +45,7 @@ struct ExampleEncoder: Sendable {
 
     /// The form of `object`: exactly one of `text`, `prompt`/`completion`, `messages`, `input_ids`
     /// must be present (other keys are ignored).
-    static func form(of object: [String: Any]) throws(RowError) -> Form {
+    static func form(of object: [String: JSONValue]) throws(RowError) -> Form {
         var found: [Form] = []
         if object["text"] != nil { found.append(.text) }
         if object["prompt"] != nil || object["completion"] != nil { found.append(.promptCompletion) }
@@ -62,7 +62,7 @@ struct ExampleEncoder: Sendable {
     }
 
     /// Tokens and labels of a row of `form`, every token id checked against the vocabulary.
-    func encode(_ object: [String: Any], as form: Form) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    func encode(_ object: [String: JSONValue], as form: Form) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let result = switch form {
         case .text: try encodeText(object)
         case .promptCompletion: try encodePromptCompletion(object)
@@ -77,7 +77,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"text"}`: the tokenizer's special tokens (BOS where its post-processor adds one), the
     /// text, then EOS unless the encoding already ends with it; loss on every token.
-    private func encodeText(_ object: [String: Any]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodeText(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let text = try string(object, "text")
         guard !text.isEmpty else { throw .bad("'text' is empty") }
         let (tokenizer, eos) = try tokenizerWithEOS(form: .text)
@@ -88,7 +88,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"prompt", "completion"}`: the prompt with the tokenizer's special tokens, the completion
     /// without, then EOS; loss on the completion and EOS. The prompt may be empty.
-    private func encodePromptCompletion(_ object: [String: Any]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodePromptCompletion(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let prompt = try string(object, "prompt"), completion = try string(object, "completion")
         guard !completion.isEmpty else { throw .bad("'completion' is empty") }
         let (tokenizer, eos) = try tokenizerWithEOS(form: .promptCompletion)
@@ -99,13 +99,14 @@ struct ExampleEncoder: Sendable {
 
     /// `{"messages": [{"role", "content"}, ...]}`: rendered by the chat template, loss on the
     /// assistant turns (`ChatFormat.tokenize`); at least one assistant message.
-    private func encodeMessages(_ object: [String: Any]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
-        guard let list = object["messages"] as? [Any] else {
-            throw .bad("'messages' must be an array of {\"role\", \"content\"} objects, not \(Self.describe(object["messages"]!))")
+    private func encodeMessages(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+        let value = object["messages"]!
+        guard let list = value.elements else {
+            throw .bad("'messages' must be an array of {\"role\", \"content\"} objects, not \(Self.describe(value))")
         }
         var messages: [ChatMessage] = []
         for (index, item) in list.enumerated() {
-            guard let message = item as? [String: Any] else { throw .bad("messages[\(index)] must be an object, not \(Self.describe(item))") }
+            guard case .object(let message) = item else { throw .bad("messages[\(index)] must be an object, not \(Self.describe(item))") }
             let roleName = try string(message, "role", in: "messages[\(index)]")
             guard let role = ChatMessage.Role(rawValue: roleName) else {
                 throw .bad("messages[\(index)].role '\(roleName)' is not one of system, user, assistant")
@@ -130,7 +131,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"input_ids": [...], "labels": [...]}` taken as they are; `labels` defaults to the ids and
     /// must have the same length, each -100 or an id of the vocabulary.
-    private func encodeTokenIds(_ object: [String: Any]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodeTokenIds(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let tokens = try ids(object, "input_ids")
         guard !tokens.isEmpty else { throw .bad("'input_ids' is empty") }
         guard object["labels"] != nil else { return (tokens, tokens) }
@@ -151,51 +152,40 @@ struct ExampleEncoder: Sendable {
     }
 
     /// The string field `key` of `object`; `owner` names the object in messages ("messages[2]").
-    private func string(_ object: [String: Any], _ key: String, in owner: String? = nil) throws(RowError) -> String {
+    private func string(_ object: [String: JSONValue], _ key: String, in owner: String? = nil) throws(RowError) -> String {
         let name = owner.map { "\($0).\(key)" } ?? "'\(key)'"
         guard let value = object[key] else { throw .bad("no \(name) field") }
-        guard let text = value as? String else { throw .bad("\(name) must be a string, not \(Self.describe(value))") }
+        guard case .string(let text) = value else { throw .bad("\(name) must be a string, not \(Self.describe(value))") }
         return text
     }
 
     /// The array of integers `key` of `object`, each within Int32.
-    private func ids(_ object: [String: Any], _ key: String) throws(RowError) -> [Int32] {
-        guard let list = object[key] as? [Any] else { throw .bad("'\(key)' must be an array of integers, not \(Self.describe(object[key]!))") }
+    private func ids(_ object: [String: JSONValue], _ key: String) throws(RowError) -> [Int32] {
+        let value = object[key]!
+        if case .integers(let ids) = value { return ids }
+        guard let list = value.elements else { throw .bad("'\(key)' must be an array of integers, not \(Self.describe(value))") }
         var out: [Int32] = []
         out.reserveCapacity(list.count)
         for (index, item) in list.enumerated() {
-            guard let value = Self.integer(item) else { throw .bad("\(key)[\(index)] is \(Self.describe(item)), not an integer") }
-            guard let id = Int32(exactly: value) else {
-                throw .bad("\(key)[\(index)] = \(value) is outside the vocabulary [0, \(vocabularySize))")
+            guard case .integer(let integer) = item else { throw .bad("\(key)[\(index)] is \(Self.describe(item)), not an integer") }
+            guard let id = Int32(exactly: integer) else {
+                throw .bad("\(key)[\(index)] = \(integer) is outside the vocabulary [0, \(vocabularySize))")
             }
             out.append(id)
         }
         return out
     }
 
-    /// The integer a JSON number holds; nil for anything else, including booleans, numbers written
-    /// with a fraction or exponent (1.5, 1.0, 1e30) and integers beyond 64 bits.
-    static func integer(_ value: Any) -> Int64? {
-        guard let number = value as? NSNumber, !(number is NSDecimalNumber) else { return nil }
-        switch UInt8(bitPattern: number.objCType.pointee) {
-        case UInt8(ascii: "s"), UInt8(ascii: "i"), UInt8(ascii: "l"), UInt8(ascii: "q"): return number.int64Value
-        case UInt8(ascii: "S"), UInt8(ascii: "I"), UInt8(ascii: "L"), UInt8(ascii: "Q"):
-            return number.uint64Value <= UInt64(Int64.max) ? number.int64Value : nil
-        default: return nil
-        }
-    }
-
     /// A JSON value's kind for messages: "a string", "the number 1.5", "a boolean", "null", ...
-    static func describe(_ value: Any) -> String {
+    static func describe(_ value: JSONValue) -> String {
         switch value {
-        case is String: return "a string"
-        case is NSNull: return "null"
-        case is [Any]: return "an array"
-        case is [String: Any]: return "an object"
-        case let number as NSNumber:
-            let type = UInt8(bitPattern: number.objCType.pointee)
-            return type == UInt8(ascii: "c") || type == UInt8(ascii: "B") ? "a boolean" : "the number \(number)"
-        default: return "\(type(of: value))"
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .integer(let number): return "the number \(number)"
+        case .double(let number): return "the number \(number)"
+        case .string: return "a string"
+        case .integers, .array: return "an array"
+        case .object: return "an object"
         }
     }
 }
