@@ -61,11 +61,11 @@ public final class Tokenizer: Sendable {
         } catch {
             throw .unreadable(path: file, reason: "\(error.localizedDescription)")
         }
-        let root: TokenizerJSON
+        let root: JSONValue
         do {
-            root = try TokenizerJSON.parse(bytes)
+            root = try JSONParser.parse(bytes)
         } catch {
-            throw .badJSON(path: file, offset: error.offset, reason: error.reason)
+            throw .badJSON(path: file, offset: error.offset, reason: error.atEnd ? "\(error.reason) (the file ends here: truncated?)" : error.reason)
         }
         let config = try TokenizerConfig(root: root, path: file)
         model = config.model
@@ -88,7 +88,7 @@ public final class Tokenizer: Sendable {
         var bos = config.templateBOS, eos = config.templateEOS
         let sidecar = ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tokenizer_config.json")
         if let data = FileManager.default.contents(atPath: sidecar) {
-            guard let json = try? TokenizerJSON.parse([UInt8](data)) else {
+            guard let json = try? JSONParser.parse([UInt8](data)) else {
                 throw .badJSON(path: sidecar, offset: 0, reason: "tokenizer_config.json beside the tokenizer does not parse")
             }
             func tokenName(_ key: String) -> String? { json[key]?.string ?? json[key]?["content"]?.string }

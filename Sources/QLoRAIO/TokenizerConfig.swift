@@ -18,7 +18,7 @@ struct TokenizerConfig {
     var templateBOS: Int32?
     var templateEOS: Int32?
 
-    init(root: TokenizerJSON, path: String) throws(TokenizerError) {
+    init(root: JSONValue, path: String) throws(TokenizerError) {
         self.path = path
         guard root.members != nil else { throw .invalid(path: path, field: "the top level", reason: "is \(root.typeName), not an object") }
         for key in ["truncation", "padding"] {
@@ -80,7 +80,7 @@ struct TokenizerConfig {
 
     // MARK: - Model
 
-    private static func bpe(_ json: TokenizerJSON, path: String) throws(TokenizerError) -> BPEModel {
+    private static func bpe(_ json: JSONValue, path: String) throws(TokenizerError) -> BPEModel {
         guard json.members != nil else { throw .invalid(path: path, field: "model", reason: "is \(json.typeName), not an object") }
         let type = json["type"]?.string ?? "BPE"
         guard type == "BPE" else { throw .unsupported(path: path, feature: "model type '\(type)' (only BPE is implemented)") }
@@ -152,31 +152,31 @@ struct TokenizerConfig {
 
     // MARK: - Normalizer, pre-tokenizer, decoder
 
-    private static func type(_ json: TokenizerJSON, _ field: String, _ path: String) throws(TokenizerError) -> String {
+    private static func type(_ json: JSONValue, _ field: String, _ path: String) throws(TokenizerError) -> String {
         guard json.members != nil else { throw .invalid(path: path, field: field, reason: "is \(json.typeName), not an object") }
         guard let type = json["type"]?.string else { throw .invalid(path: path, field: "\(field).type", reason: "is missing or not a string") }
         return type
     }
 
-    private static func string(_ json: TokenizerJSON, _ key: String, _ field: String, _ path: String) throws(TokenizerError) -> String {
+    private static func string(_ json: JSONValue, _ key: String, _ field: String, _ path: String) throws(TokenizerError) -> String {
         guard let value = json[key]?.string else { throw .invalid(path: path, field: "\(field).\(key)", reason: "is missing or not a string") }
         return value
     }
 
-    private static func list(_ json: TokenizerJSON, _ key: String, _ field: String, _ path: String) throws(TokenizerError) -> [TokenizerJSON] {
+    private static func list(_ json: JSONValue, _ key: String, _ field: String, _ path: String) throws(TokenizerError) -> [JSONValue] {
         guard let value = json[key]?.array else { throw .invalid(path: path, field: "\(field).\(key)", reason: "is missing or not an array") }
         return value
     }
 
     /// A `{"String": s}` pattern; a `{"Regex": ...}` one is refused.
-    private static func stringPattern(_ json: TokenizerJSON, _ field: String, _ path: String) throws(TokenizerError) -> String {
+    private static func stringPattern(_ json: JSONValue, _ field: String, _ path: String) throws(TokenizerError) -> String {
         guard let pattern = json["pattern"] else { throw .invalid(path: path, field: "\(field).pattern", reason: "is missing") }
         if let s = pattern["String"]?.string { return s }
         if let r = pattern["Regex"]?.string { throw .unsupported(path: path, feature: "\(field): a Regex pattern '\(r)'") }
         throw .invalid(path: path, field: "\(field).pattern", reason: "is neither {\"String\": ...} nor {\"Regex\": ...}")
     }
 
-    private static func normalizerSteps(_ json: TokenizerJSON, field: String, path: String) throws(TokenizerError) -> [NormalizerStep] {
+    private static func normalizerSteps(_ json: JSONValue, field: String, path: String) throws(TokenizerError) -> [NormalizerStep] {
         switch try type(json, field, path) {
         case "Sequence":
             var steps: [NormalizerStep] = []
@@ -193,7 +193,7 @@ struct TokenizerConfig {
         }
     }
 
-    private static func prependScheme(_ json: TokenizerJSON, _ field: String, _ path: String) throws(TokenizerError) -> PrependScheme {
+    private static func prependScheme(_ json: JSONValue, _ field: String, _ path: String) throws(TokenizerError) -> PrependScheme {
         if let scheme = json["prepend_scheme"] {
             switch scheme.string {
             case "always": return .always
@@ -206,7 +206,7 @@ struct TokenizerConfig {
         return json["add_prefix_space"]?.bool == false ? .never : .always
     }
 
-    private static func replacement(_ json: TokenizerJSON, _ field: String, _ path: String) throws(TokenizerError) -> Unicode.Scalar {
+    private static func replacement(_ json: JSONValue, _ field: String, _ path: String) throws(TokenizerError) -> Unicode.Scalar {
         let text = try string(json, "replacement", field, path)
         guard text.unicodeScalars.count == 1, let scalar = text.unicodeScalars.first else {
             throw .invalid(path: path, field: "\(field).replacement", reason: "is not one character")
@@ -214,7 +214,7 @@ struct TokenizerConfig {
         return scalar
     }
 
-    private static func preTokenizerSteps(_ json: TokenizerJSON, field: String, path: String) throws(TokenizerError) -> [PreTokenizerStep] {
+    private static func preTokenizerSteps(_ json: JSONValue, field: String, path: String) throws(TokenizerError) -> [PreTokenizerStep] {
         switch try type(json, field, path) {
         case "Sequence":
             var steps: [PreTokenizerStep] = []
@@ -248,7 +248,7 @@ struct TokenizerConfig {
         }
     }
 
-    private static func decoderSteps(_ json: TokenizerJSON, field: String, path: String) throws(TokenizerError) -> [DecoderStep] {
+    private static func decoderSteps(_ json: JSONValue, field: String, path: String) throws(TokenizerError) -> [DecoderStep] {
         switch try type(json, field, path) {
         case "Sequence":
             var steps: [DecoderStep] = []
@@ -279,7 +279,7 @@ struct TokenizerConfig {
 
     // MARK: - Post-processor
 
-    private mutating func postProcessor(_ json: TokenizerJSON, field: String) throws(TokenizerError) {
+    private mutating func postProcessor(_ json: JSONValue, field: String) throws(TokenizerError) {
         switch try Self.type(json, field, path) {
         case "Sequence":
             for (i, item) in try Self.list(json, "processors", field, path).enumerated() {

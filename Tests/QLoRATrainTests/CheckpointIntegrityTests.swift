@@ -178,3 +178,31 @@ func aCheckpointHoldingANaNIsRefused(where place: String) throws {
     let hidden = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") && $0 != DirectoryLock.fileName }
     #expect(hidden.isEmpty, "\(hidden)")
 }
+
+/// Whatever damaged the newest checkpoint, resuming from the output says which checkpoint it used
+/// and why it passed over the newest (issue 11: a truncated trainer_state.json used to be refused
+/// without naming the intact older checkpoint, a deleted one to be skipped silently).
+@Test(arguments: ["truncated state", "deleted state", "deleted manifest", "flipped adapter bit"])
+func aDamagedNewestCheckpointIsPassedOverSayingWhy(damage: String) throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 4)
+    _ = try Trainer(config: config).run { _ in .continue }
+    let newest = directory.path + "/out/checkpoint-4"
+    switch damage {
+    case "truncated state":
+        let state = bytes(newest + "/" + TrainingCheckpoint.stateFile)
+        try Data(state.prefix(state.count / 2)).write(to: URL(fileURLWithPath: newest + "/" + TrainingCheckpoint.stateFile))
+    case "deleted state": try FileManager.default.removeItem(atPath: newest + "/" + TrainingCheckpoint.stateFile)
+    case "deleted manifest": try FileManager.default.removeItem(atPath: newest + "/" + ChecksumManifest.fileName)
+    default: try flipBit(newest + "/adapter_model.safetensors")
+    }
+    config.resume = config.output
+    var notices: [String] = [], resumedFrom: String?
+    _ = try Trainer(config: config).run { event in
+        if case .notice(let text) = event { notices.append(text) }
+        if case .resumed(_, let checkpoint) = event { resumedFrom = checkpoint }
+        return .continue
+    }
+    #expect(resumedFrom == directory.path + "/out/checkpoint-2")
+    #expect(notices.contains { $0.hasPrefix("passed over \(newest): ") && $0.contains("damaged") }, "\(notices)")
+}

@@ -123,7 +123,7 @@ public struct DatasetReader: Sendable {
     }
 
     /// The JSON object on one line.
-    private static func object(in row: UnsafeRawBufferPointer) throws(RowError) -> [String: JSONValue] {
+    private static func object(in row: UnsafeRawBufferPointer) throws(RowError) -> JSONObject {
         let value: JSONValue
         do {
             value = try JSONParser.parse(row)

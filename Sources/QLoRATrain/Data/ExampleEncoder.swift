@@ -45,7 +45,7 @@ struct ExampleEncoder: Sendable {
 
     /// The form of `object`: exactly one of `text`, `prompt`/`completion`, `messages`, `input_ids`
     /// must be present (other keys are ignored).
-    static func form(of object: [String: JSONValue]) throws(RowError) -> Form {
+    static func form(of object: JSONObject) throws(RowError) -> Form {
         var found: [Form] = []
         if object["text"] != nil { found.append(.text) }
         if object["prompt"] != nil || object["completion"] != nil { found.append(.promptCompletion) }
@@ -62,7 +62,7 @@ struct ExampleEncoder: Sendable {
     }
 
     /// Tokens and labels of a row of `form`, every token id checked against the vocabulary.
-    func encode(_ object: [String: JSONValue], as form: Form) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    func encode(_ object: JSONObject, as form: Form) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let result = switch form {
         case .text: try encodeText(object)
         case .promptCompletion: try encodePromptCompletion(object)
@@ -77,7 +77,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"text"}`: the tokenizer's special tokens (BOS where its post-processor adds one), the
     /// text, then EOS unless the encoding already ends with it; loss on every token.
-    private func encodeText(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodeText(_ object: JSONObject) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let text = try string(object, "text")
         guard !text.isEmpty else { throw .bad("'text' is empty") }
         let (tokenizer, eos) = try tokenizerWithEOS(form: .text)
@@ -88,7 +88,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"prompt", "completion"}`: the prompt with the tokenizer's special tokens, the completion
     /// without, then EOS; loss on the completion and EOS. The prompt may be empty.
-    private func encodePromptCompletion(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodePromptCompletion(_ object: JSONObject) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let prompt = try string(object, "prompt"), completion = try string(object, "completion")
         guard !completion.isEmpty else { throw .bad("'completion' is empty") }
         let (tokenizer, eos) = try tokenizerWithEOS(form: .promptCompletion)
@@ -99,9 +99,9 @@ struct ExampleEncoder: Sendable {
 
     /// `{"messages": [{"role", "content"}, ...]}`: rendered by the chat template, loss on the
     /// assistant turns (`ChatFormat.tokenize`); at least one assistant message.
-    private func encodeMessages(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodeMessages(_ object: JSONObject) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let value = object["messages"]!
-        guard let list = value.elements else {
+        guard let list = value.array else {
             throw .bad("'messages' must be an array of {\"role\", \"content\"} objects, not \(Self.describe(value))")
         }
         var messages: [ChatMessage] = []
@@ -131,7 +131,7 @@ struct ExampleEncoder: Sendable {
 
     /// `{"input_ids": [...], "labels": [...]}` taken as they are; `labels` defaults to the ids and
     /// must have the same length, each -100 or an id of the vocabulary.
-    private func encodeTokenIds(_ object: [String: JSONValue]) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
+    private func encodeTokenIds(_ object: JSONObject) throws(RowError) -> (tokens: [Int32], labels: [Int32]) {
         let tokens = try ids(object, "input_ids")
         guard !tokens.isEmpty else { throw .bad("'input_ids' is empty") }
         guard object["labels"] != nil else { return (tokens, tokens) }
@@ -152,7 +152,7 @@ struct ExampleEncoder: Sendable {
     }
 
     /// The string field `key` of `object`; `owner` names the object in messages ("messages[2]").
-    private func string(_ object: [String: JSONValue], _ key: String, in owner: String? = nil) throws(RowError) -> String {
+    private func string(_ object: JSONObject, _ key: String, in owner: String? = nil) throws(RowError) -> String {
         let name = owner.map { "\($0).\(key)" } ?? "'\(key)'"
         guard let value = object[key] else { throw .bad("no \(name) field") }
         guard case .string(let text) = value else { throw .bad("\(name) must be a string, not \(Self.describe(value))") }
@@ -160,10 +160,10 @@ struct ExampleEncoder: Sendable {
     }
 
     /// The array of integers `key` of `object`, each within Int32.
-    private func ids(_ object: [String: JSONValue], _ key: String) throws(RowError) -> [Int32] {
+    private func ids(_ object: JSONObject, _ key: String) throws(RowError) -> [Int32] {
         let value = object[key]!
         if case .integers(let ids) = value { return ids }
-        guard let list = value.elements else { throw .bad("'\(key)' must be an array of integers, not \(Self.describe(value))") }
+        guard let list = value.array else { throw .bad("'\(key)' must be an array of integers, not \(Self.describe(value))") }
         var out: [Int32] = []
         out.reserveCapacity(list.count)
         for (index, item) in list.enumerated() {

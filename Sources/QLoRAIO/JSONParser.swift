@@ -1,24 +1,30 @@
-// A strict JSON parser (RFC 8259) for the rows of a data file: the grammar exactly, strings checked
-// for UTF-8 and decoded with every escape, errors with a byte offset. Leaves out writing JSON and
-// what JSONSerialization lets through beyond the grammar (trailing commas).
+// A strict JSON parser (RFC 8259) for tokenizer.json and the rows of data files: the grammar
+// exactly, strings checked for UTF-8 and decoded with every escape, errors with a byte offset.
+// Leaves out writing JSON and what JSONSerialization lets through beyond the grammar (trailing commas).
 
-/// Parses one JSON text held in memory (a line of a mapped data file) into a `JSONValue`.
-struct JSONParser {
+/// Parses one JSON text held in memory (a file, or a line of a mapped data file) into a `JSONValue`.
+public struct JSONParser {
     /// Where and why parsing stopped.
-    struct SyntaxError: Error, Equatable, CustomStringConvertible {
+    public struct SyntaxError: Error, Equatable, CustomStringConvertible {
         /// 0-based offset in the input of the byte where the problem was found.
-        let offset: Int
-        let reason: String
+        public let offset: Int
+        public let reason: String
         /// Whether the input ended where a byte was needed.
-        let atEnd: Bool
+        public let atEnd: Bool
 
-        /// "expected ',' or ']', found 'x' at byte 12" (1-based), or "... before the end of the row".
-        var description: String { atEnd ? "\(reason) before the end of the row" : "\(reason) at byte \(offset + 1)" }
+        public init(offset: Int, reason: String, atEnd: Bool) {
+            self.offset = offset
+            self.reason = reason
+            self.atEnd = atEnd
+        }
+
+        /// "expected ',' or ']', found 'x' at byte 12" (1-based), or "... before the end of the text".
+        public var description: String { atEnd ? "\(reason) before the end of the text" : "\(reason) at byte \(offset + 1)" }
     }
 
     /// Arrays and objects nested deeper than this are refused rather than overflowing the stack
     /// (JSONSerialization's limit).
-    static let maxDepth = 512
+    public static let maxDepth = 512
 
     private let bytes: UnsafeRawBufferPointer
     private var position = 0
@@ -32,13 +38,18 @@ struct JSONParser {
     /// - Throws: `SyntaxError` unless `bytes` is exactly one JSON value: for data after it, an
     ///   unterminated string, a control character or invalid UTF-8 in a string, a lone surrogate
     ///   escape, a number beyond Double's range, nesting deeper than `maxDepth`, ...
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(SyntaxError) -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(SyntaxError) -> JSONValue {
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
-        guard parser.position == bytes.count else { throw parser.expected("the end of the row after the JSON value") }
+        guard parser.position == bytes.count else { throw parser.expected("the end of the text after the JSON value") }
         return value
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(SyntaxError) -> JSONValue {
+        // withUnsafeBytes rethrows untyped errors; the Result keeps the type.
+        try bytes.withUnsafeBytes { buffer in Result { () throws(SyntaxError) in try parse(buffer) } }.get()
     }
 
     private mutating func value(depth: Int) throws(SyntaxError) -> JSONValue {
@@ -58,11 +69,11 @@ struct JSONParser {
     private mutating func object(depth: Int) throws(SyntaxError) -> JSONValue {
         guard depth <= Self.maxDepth else { throw error("more than \(Self.maxDepth) nested arrays and objects") }
         position += 1
-        var members: [String: JSONValue] = [:]
+        var members: [(key: String, value: JSONValue)] = []
         skipWhitespace()
         if at(UInt8(ascii: "}")) {
             position += 1
-            return .object(members)
+            return .object(JSONObject(members: members))
         }
         repeat {
             skipWhitespace()
@@ -72,9 +83,9 @@ struct JSONParser {
             guard at(UInt8(ascii: ":")) else { throw expected("':'") }
             position += 1
             skipWhitespace()
-            members[name] = try value(depth: depth)
+            members.append((name, try value(depth: depth)))
         } while try !closes(UInt8(ascii: "}"))
-        return .object(members)
+        return .object(JSONObject(members: members))
     }
 
     /// An array: `.integers` while every element is an integer within Int32, else `.array`.
@@ -200,7 +211,7 @@ struct JSONParser {
                 position += 1
             }
         }
-        throw error("a string that is not closed", at: quote)
+        throw SyntaxError(offset: quote, reason: "a string opened at byte \(quote + 1) that is not closed", atEnd: true)
     }
 
     /// Appends the character of the escape whose backslash is just before `position` to `utf8`.
