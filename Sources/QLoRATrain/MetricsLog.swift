@@ -6,8 +6,9 @@ final class MetricsLog {
     private let handle: FileHandle?
     private let path: String
 
-    /// Opens `path` for appending; a resumed run first drops the lines of steps after its checkpoint
-    /// (written by the interrupted run), so the file reads as one run. Nil path: no file.
+    /// Opens `path` for appending (creating its directory); a resumed run first drops the lines of
+    /// steps after its checkpoint (written by the interrupted run), so the file reads as one run.
+    /// Nil path: no file.
     init(path: String?, truncateAfter step: Int) throws(TrainError) {
         self.path = path ?? ""
         guard let path else {
@@ -22,6 +23,10 @@ final class MetricsLog {
                 kept += line + "\n"
             }
         }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch { throw .output(.cannotCreateDirectory(path: directory, errno: errno)) }
         do { try AtomicOutput.replaceFile(path, Array(kept.utf8)) } catch { throw .output(error) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw .output(.cannotWrite(path: path, errno: errno)) }
         handle.seekToEndOfFile()

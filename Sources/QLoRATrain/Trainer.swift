@@ -228,8 +228,8 @@ public final class Trainer {
     }
 
     /// Checks, before anything is loaded, that every place the run writes to accepts a new file:
-    /// --output (or where it would be created), the metrics file (and its directory), the spill
-    /// directory (which must exist).
+    /// --output and the metrics file's directory (or where they would be created), the metrics file
+    /// itself when it exists, the spill directory (which must exist).
     private func probeOutputs() throws(TrainError) {
         do { try AtomicOutput.probeWritable(directory: config.output) } catch { throw .output(error) }
         if let metrics = config.metricsPath {
@@ -240,7 +240,6 @@ public final class Trainer {
                     guard access(metrics, W_OK) == 0 else { throw .cannotWrite(path: metrics, errno: errno) }
                 }
                 let directory = URL(fileURLWithPath: metrics).deletingLastPathComponent().path
-                guard FileManager.default.fileExists(atPath: directory) else { throw .cannotWrite(path: metrics, errno: ENOENT) }
                 do { try AtomicOutput.probeWritable(directory: directory) } catch .cannotWrite(_, let code) { throw .cannotWrite(path: metrics, errno: code) }
             } catch { throw .output(error) }
         }
