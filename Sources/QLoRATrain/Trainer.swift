@@ -28,6 +28,7 @@ public final class Trainer {
         try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
         try probeOutputs()
         var outputLock: DirectoryLock?
+        defer { withExtendedLifetime(outputLock) {} }  // held until the run returns, not only until its last use
         /// Creates and locks --output before anything is written into it.
         func openOutput() throws(TrainError) {
             guard outputLock == nil else { return }

@@ -36,8 +36,15 @@ private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: 
         #expect(TrainingCheckpoint.list(output: config.output).isEmpty)
         withExtendedLifetime(first) {}
     }
-    // Once the first run is gone (here: its lock released; a killed process's lock goes with it), the output is free.
-    _ = try Trainer(config: config).run { _ in .continue }
+    // Once the first run is gone (here: its lock released; a killed process's lock goes with it), the
+    // output is free; and this run holds the lock to its end.
+    var lockedDuringRun = 0
+    _ = try Trainer(config: config).run { event in
+        if case .step = event, (try? DirectoryLock(directory: config.output)) == nil { lockedDuringRun += 1 }
+        if case .finished = event, (try? DirectoryLock(directory: config.output)) == nil { lockedDuringRun += 1 }
+        return .continue
+    }
+    #expect(lockedDuringRun == 3)
     #expect(TrainingCheckpoint.list(output: config.output).map(\.step) == [2])
 }
 
