@@ -6,8 +6,8 @@ import QLoRAKernels
 
 public final class HFCheckpointSource: WeightSource {
     public let origin: String
-    /// The directory and its safetensors shards (which may be symlinks elsewhere, as in the Hugging
-    /// Face cache, where they point into `blobs/`).
+    /// The directory and every file in it: shards, config.json, tokenizer files (which may be
+    /// symlinks elsewhere, as in the Hugging Face cache, where they point into `blobs/`).
     public let inputPaths: [String]
     public let config: [String: Any]
     public let outputEncoding: FloatEncoding
@@ -33,7 +33,8 @@ public final class HFCheckpointSource: WeightSource {
         self.config = config
 
         let files = try Self.shardFiles(directory: directory)
-        inputPaths = [directory] + files
+        let everyFile = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).map { directory + "/" + $0 }
+        inputPaths = [directory] + Set(everyFile + files).sorted()
         var entries: [String: (SafetensorsFile, SafetensorsTensor)] = [:]
         for path in files {
             let file = try SafetensorsFile(path: path)

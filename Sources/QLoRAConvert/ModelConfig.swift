@@ -178,13 +178,7 @@ public enum ConvertError: Error, CustomStringConvertible {
         case .input(let path, let detail): return pathMessage(path, detail)
         case .output(let path, let detail): return pathMessage(path, detail)
         case .outputOverlapsInput(let output, let input, let overlap):
-            let what: String
-            switch overlap {
-            case .same: what = "is the input \(input); writing it would replace the input"
-            case .containsInput: what = "contains the input \(input); replacing it would delete the input"
-            case .insideInput: what = "lies inside the input \(input); writing it would change the input"
-            }
-            return "--output \(output) \(what) (paths compared with symlinks followed); choose an --output outside the input"
+            return "--output \(output) \(overlap.describe(read: "the input \(input)")) (paths compared with symlinks followed); choose an --output outside the input"
         }
     }
 }

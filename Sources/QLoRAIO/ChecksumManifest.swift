@@ -47,8 +47,9 @@ public enum ChecksumManifest {
     /// Checks every file the manifest of `directory` lists against its checksum; returns their names.
     /// - Throws: `FileError.damaged` naming the first file that is missing or differs, or the
     ///   manifest itself when it is missing or malformed.
+    /// - Parameter required: names the manifest must list (a manifest cut short verifies less).
     @discardableResult
-    public static func verify(directory: String) throws(FileError) -> [String] {
+    public static func verify(directory: String, required: [String] = []) throws(FileError) -> [String] {
         let path = directory + "/" + fileName
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .damaged(path: path, detail: "missing, so the files beside it cannot be verified")
@@ -62,13 +63,19 @@ public enum ChecksumManifest {
             }
             let file = directory + "/" + name
             let found: UInt64
-            do { found = try checksum(of: file) } catch { throw .damaged(path: file, detail: "listed in \(fileName) but unreadable: \(error)") }
+            do { found = try checksum(of: file) } catch {
+                let reason = if case .cannotOpen(_, let code) = error { String(cString: strerror(code)) } else { "\(error)" }
+                throw .damaged(path: file, detail: "listed in \(fileName) but cannot be read (\(reason))")
+            }
             guard found == expected else {
                 throw .damaged(path: file, detail: "its XXH64 checksum is \(hex(found)), \(fileName) says \(hex(expected)): the file changed after it was written")
             }
             names.append(name)
         }
         guard !names.isEmpty else { throw .damaged(path: path, detail: "lists no file") }
+        if let missing = required.first(where: { !names.contains($0) }) {
+            throw .damaged(path: path, detail: "does not list \(missing), so it cannot be verified")
+        }
         return names
     }
 

@@ -19,7 +19,7 @@ public func formatSeconds(_ seconds: Double) -> String {
 }
 
 /// "<path>: <detail>", naming the path once: when `detail` is another error's text that already
-/// starts with the path (a reader's own error, wrapped), it is left as it is.
+/// starts with the path or a file inside it (a reader's own error, wrapped), it is left as it is.
 public func pathMessage(_ path: String, _ detail: String) -> String {
-    detail.hasPrefix(path + ":") ? detail : "\(path): \(detail)"
+    detail.hasPrefix(path + ":") || detail.hasPrefix(path + "/") ? detail : "\(path): \(detail)"
 }

@@ -39,18 +39,6 @@ enum ModelPreparation {
         return output
     }
 
-    /// Refuses an `--output` that is a file, or (unless resuming) one that already holds the
-    /// checkpoints of another run, whose pruning and `--resume` would mix with this one's.
-    static func checkOutput(_ output: String, resuming: Bool) throws(TrainError) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) else { return }
-        guard isDirectory.boolValue else { throw .model("--output \(output) is a file; pass a directory") }
-        if !resuming, let existing = TrainingCheckpoint.list(output: output).last {
-            throw .model("--output \(output) already holds checkpoints of another run (\(existing.path)); "
-                         + "pass --resume \(output) to continue it, or choose another --output")
-        }
-    }
-
     static func shape(directory: String) throws(TrainError) -> ModelShape {
         let path = directory + "/config.json"
         guard let object = configObject(path) else { throw .model("\(path): missing or not a JSON object") }

@@ -71,11 +71,12 @@ extension Trainer {
 /// Fingerprints of the files a run reads, to tell on resume whether they are the same files
 /// wherever they are now.
 enum Fingerprint {
-    /// A model directory: each file's name and size, and the XXH64 of its first MiB (all of
-    /// config.json and the safetensors headers, which hold every tensor's shape and offsets).
-    /// Cheap at any model size; a change inside a tensor's data that keeps every size is not seen.
+    /// A model directory: each model file's name and size, and the XXH64 of its first MiB (all of
+    /// config.json and the tokenizer files, the safetensors headers, which hold every tensor's
+    /// shape and offsets). Cheap at any model size; a change inside a tensor's data that keeps
+    /// every size is not seen. Other files (a run's --output inside the directory) do not count.
     static func model(directory: String) -> String {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(isModelFile).sorted()
         var hasher = XXH64()
         for name in names {
             let path = directory + "/" + name
@@ -88,6 +89,11 @@ enum Fingerprint {
             entry.withUnsafeBytes { hasher.update($0.baseAddress!, count: $0.count) }
         }
         return "\(names.count) files, xxh64 " + ChecksumManifest.hex(hasher.digest())
+    }
+
+    private static func isModelFile(_ name: String) -> Bool {
+        name == "config.json" || name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json")
+            || name == "tokenizer.json" || name == "tokenizer_config.json"
     }
 
     /// A data file: its size and the XXH64 of all its bytes.

@@ -25,8 +25,8 @@ public final class Trainer {
         func emit(_ event: TrainEvent) {
             if events(event) == .stop { stopRequested = true }
         }
-        try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
-        try probeOutputs()
+        try OutputChecks.checkPaths(config)
+        try OutputChecks.probe(config)
         var outputLock: DirectoryLock?
         defer { withExtendedLifetime(outputLock) {} }  // held until the run returns, not only until its last use
         /// Creates and locks --output before anything is written into it.
@@ -37,7 +37,7 @@ public final class Trainer {
             } catch { throw .output(.cannotCreateDirectory(path: config.output, errno: errno)) }
             do { outputLock = try DirectoryLock(directory: config.output) } catch { throw .outputLocked(error) }
             // Another run may have finished into it between the first check and the lock.
-            try ModelPreparation.checkOutput(config.output, resuming: config.resume != nil)
+            try OutputChecks.checkOutput(config.output, resuming: config.resume != nil)
             AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
         }
         let modelDirectory = try ModelPreparation.prepare(config: config, beforeWriting: openOutput) { emit($0) }
@@ -85,6 +85,10 @@ public final class Trainer {
         let plan = MemoryPlanner.plan(inputs, budget: config.memoryBudget)
         guard plan.fits else { throw .budgetTooSmall(smallest: plan, hint: MemoryPlanner.hint(plan, inputs: inputs)) }
         emit(.plan(plan))
+        if let problem = OutputChecks.spillProblem(config.spillDirectory) {
+            if plan.choices.optimizerResidentBytes != nil { throw .optimizer(problem) }
+            emit(.notice("\(problem); nothing is planned to spill, so the run goes on (should memory run short, only weight pages can be given back)"))
+        }
         try openOutput()
         let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
 
@@ -226,31 +230,6 @@ public final class Trainer {
         summary.peakRSSBytes = ProcessMemory.current().peakBytes
         emit(.finished(summary))
         return summary
-    }
-
-    /// Checks, before anything is loaded, that every place the run writes to accepts a new file:
-    /// --output and the metrics file's directory (or where they would be created), the metrics file
-    /// itself when it exists, the spill directory (which must exist).
-    private func probeOutputs() throws(TrainError) {
-        do { try AtomicOutput.probeWritable(directory: config.output) } catch { throw .output(error) }
-        if let metrics = config.metricsPath {
-            do throws(FileError) {
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: metrics, isDirectory: &isDirectory) {
-                    guard !isDirectory.boolValue else { throw .cannotWrite(path: metrics, errno: EISDIR) }
-                    guard access(metrics, W_OK) == 0 else { throw .cannotWrite(path: metrics, errno: errno) }
-                }
-                let directory = URL(fileURLWithPath: metrics).deletingLastPathComponent().path
-                do { try AtomicOutput.probeWritable(directory: directory) } catch .cannotWrite(_, let code) { throw .cannotWrite(path: metrics, errno: code) }
-            } catch { throw .output(error) }
-        }
-        let spill = config.spillDirectory
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spill, isDirectory: &isDirectory) else { throw .optimizer(.spillDirectory(path: spill, errno: ENOENT)) }
-        guard isDirectory.boolValue else { throw .optimizer(.spillDirectory(path: spill, errno: ENOTDIR)) }
-        do { try AtomicOutput.probeWritable(directory: spill) } catch .cannotWrite(_, let code) {
-            throw .optimizer(.spillDirectory(path: spill, errno: code))
-        } catch { throw .output(error) }
     }
 
     /// A step must not hold a row twice unless the user asked for it.

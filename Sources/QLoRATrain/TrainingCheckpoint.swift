@@ -5,13 +5,18 @@
 // against its checksums before a run resumes from it.
 import Foundation
 import QLoRAIO
+import QLoRAKernels
 import QLoRAModel
 import QLoRAOptim
 
 struct TrainerState: Equatable {
     static let format = "swift-qlora trainer state"
-    static let version = 1
+    /// 2: the checkpoint has `checksums.xxh64`. Version 1 (no checksums) is still read.
+    static let version = 2
+    static let readableVersions = 1...2
 
+    /// The version the state was written with (`Self.version` for states this build writes).
+    var version = Self.version
     var step: Int
     var totalSteps: Int
     /// Global index of the next training sequence in the data stream.
@@ -53,7 +58,9 @@ struct TrainerState: Equatable {
             throw fail("missing or not JSON; --resume must name a checkpoint directory written by qlora-train")
         }
         guard object["format"] as? String == Self.format else { throw fail("not a swift-qlora trainer state") }
-        guard object["version"] as? Int == Self.version else { throw fail("trainer state version \(object["version"] ?? "none"); this build reads \(Self.version)") }
+        guard let version = object["version"] as? Int, Self.readableVersions.contains(version) else {
+            throw fail("trainer state version \(object["version"] ?? "none"); this build reads versions \(Self.readableVersions.lowerBound)-\(Self.readableVersions.upperBound)")
+        }
         guard let step = object["step"] as? Int, let total = object["total_steps"] as? Int, let position = object["data_position"] as? Int,
               let seedText = object["seed"] as? String, let seed = UInt64(seedText), let settings = object["settings"] as? [String: String],
               let memory = object["memory"] as? [String: Any], let checkpointing = memory["gradient_checkpointing"] as? Bool,
@@ -61,6 +68,7 @@ struct TrainerState: Equatable {
               let release = memory["release_weight_pages"] as? Bool, step >= 0, position >= 0, micro > 0, chunk > 0 else {
             throw fail("a field is missing or has the wrong type; the file is damaged")
         }
+        self.version = version
         self.step = step
         totalSteps = total
         dataPosition = position
@@ -130,10 +138,42 @@ enum TrainingCheckpoint {
         }.sorted { $0.0 < $1.0 }
     }
 
-    /// A checkpoint verified for resuming: every file against the checksum manifest, and the state.
-    static func verify(_ path: String) throws(TrainError) -> TrainerState {
-        do { try ChecksumManifest.verify(directory: path) } catch { throw .checkpoint(path: path, detail: "\(error)") }
-        return try TrainerState(path: path + "/" + stateFile)
+    /// The files a checkpoint holds, each listed in its checksum manifest.
+    static let files = ["adapter_model.safetensors", "adapter_config.json", optimizerFile, stateFile]
+
+    /// A checkpoint verified for resuming: every file against the checksum manifest, the state, and
+    /// every adapter value and optimizer moment finite (second moments not negative). A checkpoint
+    /// of trainer-state version 1 has no manifest; the note says it was checked for values only.
+    /// - Throws: `.checkpoint` naming the first damaged file.
+    static func verify(_ path: String) throws(TrainError) -> (state: TrainerState, note: String?) {
+        var note: String?
+        if FileManager.default.fileExists(atPath: path + "/" + ChecksumManifest.fileName)
+            || (try? TrainerState(path: path + "/" + stateFile))?.version != 1 {
+            do { try ChecksumManifest.verify(directory: path, required: files) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        } else {
+            note = "\(path) has no \(ChecksumManifest.fileName) (an earlier qlora-train wrote it): its values were checked finite, but a changed bit elsewhere would go unnoticed"
+        }
+        let state = try TrainerState(path: path + "/" + stateFile)
+        try checkValues(path + "/adapter_model.safetensors")
+        try checkValues(path + "/" + optimizerFile)
+        return (state, note)
+    }
+
+    /// Refuses a safetensors file of the checkpoint whose F32 values are not all finite (or whose
+    /// `exp_avg_sq` has a negative value), naming the tensor and the index. Reads it through a
+    /// mapping whose pages are given back tensor by tensor.
+    private static func checkValues(_ path: String) throws(TrainError) {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(path: path) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        for tensor in file.tensors where tensor.dtype == .F32 {
+            let values = file.data(of: tensor).bindMemory(to: Float.self, capacity: tensor.elementCount)
+            defer { file.file.release(offset: tensor.fileOffset, count: tensor.byteCount) }
+            var bad = firstNonFinite(values, count: tensor.elementCount)
+            if bad == nil && tensor.name == "exp_avg_sq" { bad = (0..<tensor.elementCount).first { values[$0] < 0 } }
+            if let index = bad {
+                throw .checkpoint(path: path, detail: "damaged: tensor '\(tensor.name)' value \(index) is \(values[index]), which training never writes")
+            }
+        }
     }
 
     /// The checkpoint to resume from, verified: `path` itself when it is a checkpoint directory,
@@ -141,23 +181,29 @@ enum TrainingCheckpoint {
     /// newer ones were passed over and why.
     /// - Throws: `.checkpoint` naming the damage, and an intact older checkpoint when there is one.
     static func open(_ path: String) throws(TrainError) -> (path: String, state: TrainerState, notes: [String]) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw .checkpoint(path: path, detail: "no such directory; --resume takes a checkpoint directory or the --output of an earlier run")
+        }
         let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
         let isCheckpoint = (name.hasPrefix(prefix) && Int(name.dropFirst(prefix.count)) != nil)
             || [stateFile, ChecksumManifest.fileName].contains { FileManager.default.fileExists(atPath: path + "/" + $0) }
         if isCheckpoint {
             do {
-                return (path, try verify(path), [])
+                let (state, note) = try verify(path)
+                return (path, state, note.map { [$0] } ?? [])
             } catch {
                 let parent = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
                 let older = list(output: parent).reversed().first { $0.path != path && (try? verify($0.path)) != nil }
-                throw .checkpoint(path: path, detail: "cannot resume from it: \(error)"
+                throw .checkpoint(path: path, detail: "\(error); so it cannot be resumed from"
                                   + (older.map { "; the checkpoint \($0.path) is intact: resume with --resume \($0.path)" } ?? ""))
             }
         }
         var notes: [String] = []
         for checkpoint in list(output: path).reversed() {
             do {
-                return (checkpoint.path, try verify(checkpoint.path), notes)
+                let (state, note) = try verify(checkpoint.path)
+                return (checkpoint.path, state, notes + (note.map { [$0] } ?? []))
             } catch {
                 notes.append("passed over \(checkpoint.path): \(error)")
             }

@@ -55,7 +55,9 @@ struct QuantizeCommandTests {
     /// An `--output` that is the input, contains it or lies inside it, in the forms people type it.
     /// `$DIR` is a directory holding `models/model` (tiny-llama's checkpoint), `models/model.gguf`,
     /// `link -> models/model`, and `snapshot` whose shard is a symlink into `blobs` (the Hugging Face
-    /// cache's layout); `$CWD` is the same directory written relative to the working one.
+    /// cache's layout) and whose config.json is a symlink into `configs` (every file the converter
+    /// reads counts, not only the weights); `$CWD` is the same directory written relative to the
+    /// working one.
     @Test(arguments: [
         ("$DIR/models/model", "$DIR/models/model"),
         ("$DIR/models/model", "$DIR/models/model/"),
@@ -69,6 +71,7 @@ struct QuantizeCommandTests {
         ("$DIR/models/model.gguf", "$DIR/models/model.gguf"),
         ("$DIR/models/model.gguf", "$DIR/models"),
         ("$DIR/snapshot", "$DIR/blobs"),
+        ("$DIR/snapshot", "$DIR/configs"),
     ])
     func outputOverlappingTheInputIsRefusedBeforeAnythingIsWritten(input: String, output: String) throws {
         let directory = try TemporaryDirectory()
@@ -77,8 +80,9 @@ struct QuantizeCommandTests {
         try fileManager.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source").path, toPath: directory.path + "/models/model")
         writeBytes(tinyLlamaGGUF(), to: directory.path + "/models/model.gguf")
         try fileManager.createSymbolicLink(atPath: directory.path + "/link", withDestinationPath: directory.path + "/models/model")
-        for name in ["blobs", "snapshot"] { try fileManager.createDirectory(atPath: directory.path + "/" + name, withIntermediateDirectories: false) }
-        try fileManager.copyItem(atPath: directory.path + "/models/model/config.json", toPath: directory.path + "/snapshot/config.json")
+        for name in ["blobs", "snapshot", "configs"] { try fileManager.createDirectory(atPath: directory.path + "/" + name, withIntermediateDirectories: false) }
+        try fileManager.copyItem(atPath: directory.path + "/models/model/config.json", toPath: directory.path + "/configs/config.json")
+        try fileManager.createSymbolicLink(atPath: directory.path + "/snapshot/config.json", withDestinationPath: "../configs/config.json")
         try fileManager.copyItem(atPath: directory.path + "/models/model/model.safetensors", toPath: directory.path + "/blobs/weights")
         try fileManager.createSymbolicLink(atPath: directory.path + "/snapshot/model.safetensors", withDestinationPath: "../blobs/weights")
         let upToRoot = String(repeating: "../", count: URL(fileURLWithPath: fileManager.currentDirectoryPath).pathComponents.count - 1)

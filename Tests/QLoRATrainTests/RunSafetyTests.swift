@@ -58,21 +58,16 @@ private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: 
 }
 
 /// Places that cannot take a file are found before any weight is loaded (before the plan), each
-/// named with the real reason. /proc takes no new files, even for root.
+/// named with the real reason. /proc takes no new files, even for root. (The spill directory:
+/// `anUnusableSpillDirectoryMattersOnlyWhenStateSpills`.)
 @Test(arguments: [
     ("output", "/proc/qlora-no-such-dir/out", "/proc/qlora-no-such-dir/out"),
     ("metrics", "/proc/qlora-metrics.jsonl", "/proc/qlora-metrics.jsonl: cannot write"),
-    ("spill", "/proc", "/proc: cannot create the optimizer spill file"),
-    ("spill", "/no-such-spill-directory", "/no-such-spill-directory: cannot create the optimizer spill file (No such file or directory)"),
 ])
 func unwritableOutputsAreFoundBeforeLoading(what: String, path: String, message: String) throws {
     let directory = try TemporaryDirectory()
     var config = try config(directory.path, steps: 1)
-    switch what {
-    case "output": config.output = path
-    case "metrics": config.metricsPath = path
-    default: config.spillDirectory = path
-    }
+    if what == "output" { config.output = path } else { config.metricsPath = path }
     let (error, planned) = failingRun(config)
     let text = error.map { "\($0)" } ?? "no error"
     #expect(text.contains(message), "\(text)")
@@ -250,4 +245,78 @@ func negativeAndTooSmallValuesAreRefusedByName(extra: [String], expected: String
     config.metricsPath = config.output + "/logs/metrics.jsonl"
     _ = try Trainer(config: config).run { _ in .continue }
     #expect(String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n").count == 1)
+}
+
+/// An unusable --spill-dir is refused when the plan spills optimizer state, and only noted when
+/// nothing is planned to spill (a missing $TMPDIR used to stop every run).
+@Test(arguments: ["/proc", "/no-such-spill-directory"])
+func anUnusableSpillDirectoryMattersOnlyWhenStateSpills(spill: String) throws {
+    let problem = try #require(OutputChecks.spillProblem(spill))
+    #expect("\(problem)".hasPrefix("\(spill): cannot create the optimizer spill file ("), "\(problem)")
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 1)
+    config.spillDirectory = spill
+    var notices: [String] = []
+    _ = try Trainer(config: config).run { event in
+        if case .notice(let text) = event { notices.append(text) }
+        return .continue
+    }
+    #expect(notices.contains { $0.hasPrefix("\(spill): cannot create the optimizer spill file") && $0.contains("nothing is planned to spill") }, "\(notices)")
+}
+
+/// What a run writes never lands on what it reads (issue 11: `--metrics` naming the model file
+/// emptied it; `--metrics` naming the data replaced it), nor on another run's adapter.
+@Test(arguments: ["metrics is the model file", "metrics is the data", "metrics inside the model", "metrics is the adapter",
+                  "output is the model", "output holds an adapter"])
+func outputsNeverLandOnInputs(case name: String) throws {
+    let directory = try TemporaryDirectory()
+    let model = directory.path + "/model"
+    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
+    var config = try config(directory.path, steps: 1)
+    config.model = model
+    let expected: String
+    switch name {
+    case "metrics is the model file":
+        config.metricsPath = model + "/model.safetensors"
+        expected = "--metrics \(model)/model.safetensors lies inside the --model \(model)"
+    case "metrics is the data":
+        config.metricsPath = config.trainData
+        expected = "is the --data \(config.trainData)"
+    case "metrics inside the model":
+        config.metricsPath = model + "/metrics.jsonl"
+        expected = "lies inside the --model \(model)"
+    case "metrics is the adapter":
+        config.metricsPath = config.output + "/adapter_model.safetensors"
+        expected = "would be one of the run's own files"
+    case "output is the model":
+        config.output = model + "/"
+        expected = "--output \(model)/ is the --model \(model)"
+    default:
+        try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: config.output + "/adapter_model.safetensors"))
+        expected = "already holds an adapter"
+    }
+    let before = try FileManager.default.contentsOfDirectory(atPath: model).sorted().map { bytes(model + "/" + $0) }
+    let data = bytes(config.trainData)
+    let (error, planned) = failingRun(config)
+    #expect("\(error.map { "\($0)" } ?? "no error")".contains(expected), "\(error.map { "\($0)" } ?? "no error")")
+    #expect(!planned)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: model).sorted().map { bytes(model + "/" + $0) } == before, "the model changed")
+    #expect(bytes(config.trainData) == data, "the data changed")
+}
+
+/// An --output inside the NF4 model's directory resumes: the run's own files do not change the
+/// model's fingerprint (issue 11 review: they did, and such a run could never resume).
+@Test func anOutputInsideTheModelDirectoryResumes() throws {
+    let directory = try TemporaryDirectory()
+    let model = directory.path + "/model"
+    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
+    var config = try config(directory.path, steps: 2)
+    config.model = model
+    config.output = model + "/lora"
+    _ = try Trainer(config: config).run { _ in .continue }
+    config.resume = config.output
+    config.maxSteps = 3
+    let summary = try Trainer(config: config).run { _ in .continue }
+    #expect(!summary.interrupted && TrainingCheckpoint.list(output: config.output).last?.step == 3)
 }
