@@ -15,6 +15,15 @@ final class MetricsLog {
             handle = nil
             return
         }
+        // Two runs appending to one file would interleave, and this run's rewrite below would cut
+        // the other's lines: a run holds an flock on its metrics file.
+        let existing = open(path, O_RDONLY | O_CLOEXEC)
+        if existing >= 0 {
+            defer { close(existing) }
+            if flock(existing, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+                throw .model("--metrics \(path): another process is writing it; choose another --metrics file")
+            }
+        }
         var kept = ""
         if step > 0, let data = FileManager.default.contents(atPath: path) {
             for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
@@ -29,6 +38,9 @@ final class MetricsLog {
         } catch { throw .output(.cannotCreateDirectory(path: directory, errno: errno)) }
         do { try AtomicOutput.replaceFile(path, Array(kept.utf8)) } catch { throw .output(error) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw .output(.cannotWrite(path: path, errno: errno)) }
+        guard flock(handle.fileDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+            throw .model("--metrics \(path): another process is writing it; choose another --metrics file")
+        }
         handle.seekToEndOfFile()
         self.handle = handle
     }

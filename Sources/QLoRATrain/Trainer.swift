@@ -153,8 +153,12 @@ public final class Trainer {
                 throw .nonFinite(what: "the adapter value \(bad.key)[\(bad.index)]", step: state.step, lastCheckpoint: lastCheckpoint)
             }
             do {
-                lastCheckpoint = try TrainingCheckpoint.save(output: config.output, state: state, adapters: adapters, optimizer: optimizer,
-                                                             baseModel: modelDirectory)
+                let saved = try TrainingCheckpoint.save(output: config.output, state: state, adapters: adapters, optimizer: optimizer,
+                                                        baseModel: modelDirectory)
+                lastCheckpoint = saved.path
+                for path in saved.replacedNewer {
+                    emit(.notice("removed \(path): it continued the run past step \(state.step) before this run resumed from an earlier checkpoint"))
+                }
             } catch .optimizer(.nonFiniteState(let detail)) {
                 throw .nonFinite(what: "the optimizer state (\(detail))", step: state.step, lastCheckpoint: lastCheckpoint)
             }

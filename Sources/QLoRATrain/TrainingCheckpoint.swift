@@ -91,14 +91,16 @@ enum TrainingCheckpoint {
 
     static func directory(output: String, step: Int) -> String { output + "/\(prefix)\(step)" }
 
-    /// Writes checkpoint `state.step` into `output` atomically and removes older ones beyond `keep`.
+    /// Writes checkpoint `state.step` into `output` atomically, then removes the older ones beyond
+    /// `keep` and every newer one (left by a continuation this run replaces, having resumed from an
+    /// earlier checkpoint), whose paths it returns.
     /// The files are built in a hidden partial directory; the checksum manifest of the files as
     /// read back from disk is written last, then the directory is renamed into place. The caller
     /// checks the adapters are finite; a non-finite optimizer state throws `.optimizer(.nonFiniteState)`.
-    /// Old checkpoints are renamed away before they are deleted, so a kill never leaves part of one
+    /// Checkpoints are renamed away before they are deleted, so a kill never leaves part of one
     /// under a checkpoint's name.
     static func save(output: String, state: TrainerState, adapters: LoRAAdapters, optimizer: PagedAdamW,
-                     baseModel: String, keep: Int = 2) throws(TrainError) -> String {
+                     baseModel: String, keep: Int = 2) throws(TrainError) -> (path: String, replacedNewer: [String]) {
         let final = directory(output: output, step: state.step)
         let partial = AtomicOutput.partialDirectory(for: final)
         do throws(TrainError) {
@@ -123,10 +125,12 @@ enum TrainingCheckpoint {
             try? FileManager.default.removeItem(atPath: partial)
             throw error
         }
-        for old in list(output: output).dropLast(keep) where old.step != state.step {
+        let existing = list(output: output)
+        let newer = existing.filter { $0.step > state.step }
+        for old in existing.filter({ $0.step < state.step }).dropLast(keep - 1) + newer {
             try? AtomicOutput.remove(directory: old.path)
         }
-        return final
+        return (final, newer.map(\.path))
     }
 
     /// The checkpoint directories in `output`, by ascending step (whole or not: `open` verifies).

@@ -34,7 +34,13 @@ struct QLoRATrainCommand: ParsableCommand {
     func validate() throws {
         if runOptions.maxSteps != nil && runOptions.epochs != nil { throw ValidationError("Pass --max-steps or --epochs, not both.") }
         if runOptions.batchSize < 1 || runOptions.gradAccum < 1 { throw ValidationError("--batch-size and --grad-accum must be at least 1.") }
-        if runOptions.seqLen < 2 { throw ValidationError("--seq-len must be at least 2.") }
+        // Upper limits far beyond what a CPU trains, so that no size computed from them overflows.
+        if runOptions.batchSize > Self.maxRows || runOptions.gradAccum > Self.maxRows {
+            throw ValidationError("--batch-size and --grad-accum must be at most \(Self.maxRows).")
+        }
+        if runOptions.seqLen < 2 || runOptions.seqLen > Self.maxSeqLen { throw ValidationError("--seq-len must be between 2 and \(Self.maxSeqLen).") }
+        if lora.loraR > Self.maxRank { throw ValidationError("--lora-r must be at most \(Self.maxRank).") }
+        if optim.lr > Double(Float.greatestFiniteMagnitude) { throw ValidationError("--lr must be a positive number a Float holds.") }
         if let steps = runOptions.maxSteps, steps < 1 { throw ValidationError("--max-steps must be at least 1.") }
         if let epochs = runOptions.epochs, !(epochs > 0 && epochs <= 100_000) { throw ValidationError("--epochs must be positive (at most 100000).") }
         if runOptions.sampleTokens < 1 { throw ValidationError("--sample-tokens must be at least 1.") }
@@ -101,6 +107,10 @@ struct QLoRATrainCommand: ParsableCommand {
         config.sampleTokens = runOptions.sampleTokens
         return config
     }
+
+    static let maxRows = 65_536
+    static let maxSeqLen = 262_144
+    static let maxRank = 4_096
 
     /// Exit status of a run that completed but whose peak RSS went over --mem-budget.
     static let budgetExceededStatus: Int32 = 3

@@ -235,3 +235,29 @@ func aDamagedNewestCheckpointIsPassedOverSayingWhy(damage: String) throws {
         "\(error)".contains("does not list")
     }
 }
+
+/// Resuming from an earlier checkpoint replaces the continuation after it: once this run has saved
+/// a checkpoint, the newer ones of the old continuation are removed (saying so), so a later
+/// `--resume <output>` cannot pick the stale one (issue 11 review: it did, and ended the run early).
+@Test func resumingFromAnEarlierCheckpointReplacesTheNewerOnes() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 8)
+    config.saveEvery = 4
+    _ = try Trainer(config: config).run { _ in .continue }
+    let out = config.output
+    #expect(TrainingCheckpoint.list(output: out).map(\.step) == [4, 8])
+    config.resume = out + "/checkpoint-4"
+    config.maxSteps = 12
+    config.saveEvery = 1
+    var notices: [String] = []
+    _ = try Trainer(config: config).run { event in
+        if case .notice(let text) = event { notices.append(text) }
+        if case .saved(let step, _) = event, step == 5 { return .stop }
+        return .continue
+    }
+    #expect(TrainingCheckpoint.list(output: out).map(\.step) == [4, 5])
+    #expect(notices.contains { $0.hasPrefix("removed \(out)/checkpoint-8") }, "\(notices)")
+    config.resume = out
+    let summary = try Trainer(config: config).run { _ in .continue }
+    #expect(summary.steps == 12 && TrainingCheckpoint.list(output: out).map(\.step) == [11, 12])
+}

@@ -226,6 +226,10 @@ func unwritableOutputsAreFoundBeforeLoading(what: String, path: String, message:
     (["--lr", "-1"], "--lr must be a positive number"),
     (["--weight-decay", "-0.1"], "--weight-decay"),
     (["--optim-resident-bytes", "0"], "--optim-resident-bytes must be at least 4MiB"),
+    (["--batch-size", "9223372036854775807", "--grad-accum", "2"], "--batch-size and --grad-accum must be at most"),
+    (["--seq-len", "9223372036854775807"], "--seq-len must be between 2 and"),
+    (["--lora-r", "9223372036854775807"], "--lora-r must be at most"),
+    (["--lr", "1e39"], "--lr must be a positive number a Float holds"),
 ])
 func negativeAndTooSmallValuesAreRefusedByName(extra: [String], expected: String) {
     let arguments = ["--model", "m", "--data", "d.jsonl", "--output", "o", "--mem-budget", "1GiB"] + extra
@@ -319,4 +323,20 @@ func outputsNeverLandOnInputs(case name: String) throws {
     config.maxSteps = 3
     let summary = try Trainer(config: config).run { _ in .continue }
     #expect(!summary.interrupted && TrainingCheckpoint.list(output: config.output).last?.step == 3)
+}
+
+/// Two runs writing one --metrics file would interleave their lines: the second is refused.
+@Test func aMetricsFileInUseIsRefused() throws {
+    let directory = try TemporaryDirectory()
+    let path = directory.path + "/metrics.jsonl"
+    do {
+        let first = try MetricsLog(path: path, truncateAfter: 0)
+        #expect {
+            _ = try MetricsLog(path: path, truncateAfter: 0)
+        } throws: { error in
+            "\(error)".contains("--metrics \(path): another process is writing it")
+        }
+        withExtendedLifetime(first) {}
+    }
+    _ = try MetricsLog(path: path, truncateAfter: 0)  // the first is closed
 }
