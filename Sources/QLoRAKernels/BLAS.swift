@@ -40,6 +40,12 @@ public enum BLAS {
             + "\(qlora_blas_get_threads()) threads, build: \(String(cString: qlora_blas_config()))"
     }
 
+    /// The threads OpenBLAS computes with.
+    public static func threads() throws(BLASError) -> Int {
+        try load()
+        return Int(qlora_blas_get_threads())
+    }
+
     /// The kernel family OpenBLAS runs, e.g. "SkylakeX".
     public static func coreName() throws(BLASError) -> String {
         try load()

@@ -78,6 +78,8 @@ public struct PlannerInputs: Sendable {
     public var processBytes: Int
     /// The peak RSS so far (while reading the model's files and the data), measured.
     public var loadingPeakBytes = 0
+    /// OpenBLAS's threads, each with its own packing buffer.
+    public var blasThreads = 1
     /// Extra forward-only model for before/after samples: its sequence length, or nil.
     public var sampleSeqLen: Int?
     public var pageBytes = PagedAdamWConfig.defaultPageBytes
@@ -108,6 +110,13 @@ public enum MemoryPlanner {
     /// measured as the process's RSS beyond the planned components (the planner test and the
     /// closing notes of issue 5 give the figures).
     public static let computeRuntimeBytes = 64 << 20
+
+    /// What each OpenBLAS thread's packing buffer holds in a product over `tokens` rows: a panel
+    /// of B, its K-block (at most 512 values) by up to all the tokens, in a buffer of 128 MiB
+    /// (Debian's OpenBLAS 0.3.21 on x86_64). Measured with the SkylakeX kernels: 1 KiB per token
+    /// per thread beyond the first, up to the whole buffer at 131072 tokens (benchmarks/README.md,
+    /// "The planner's OpenBLAS term"); 2 KiB bounds the blockings of the other kernels.
+    public static func blasPackingBytes(tokens: Int) -> Int { min(128 << 20, 2048 * tokens) }
     /// Kept free for what no component counts (fragmentation, page-table growth): 2% of the
     /// rest, at least 16 MiB. It does not depend on the budget, so the smallest plan's total is a
     /// budget at which that plan fits.
@@ -185,7 +194,8 @@ public enum MemoryPlanner {
         let loraBytes = 8 * LoRAAdapters.parameterCount(shape: shape, config: inputs.lora)
         var components = [
             MemoryComponent(name: "process", bytes: inputs.processBytes, detail: "runtime, tokenizer and data, measured"),
-            MemoryComponent(name: "compute runtime", bytes: computeRuntimeBytes, detail: "OpenBLAS buffers, threads"),
+            MemoryComponent(name: "compute runtime", bytes: computeRuntimeBytes + inputs.blasThreads * blasPackingBytes(tokens: choices.microBatch * inputs.seqLen),
+                            detail: "OpenBLAS buffers of \(inputs.blasThreads) thread\(inputs.blasThreads == 1 ? "" : "s"), thread stacks"),
             MemoryComponent(name: "frozen layers", bytes: layerBytes,
                             detail: choices.releaseWeightPages ? "two of \(shape.layers) layers mapped at a time" : "\(shape.layers) layers, NF4, mapped"),
             MemoryComponent(name: "embeddings, head", bytes: w.shared + normBytes, detail: "16-bit, mapped; norms as Float32"),

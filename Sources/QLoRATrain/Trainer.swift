@@ -77,6 +77,7 @@ public final class Trainer {
             sampleSeqLen: config.samplePrompts.isEmpty || !data.canSample ? nil : Sampler.seqLen(config: config, data: data),
             checkpointing: config.checkpointing == .auto ? nil : config.checkpointing == .on, optimizerResidentBytes: config.optimizerResidentBytes)
         inputs.loadingPeakBytes = loaded.peakBytes
+        inputs.blasThreads = (try? BLAS.threads()) ?? 1
         if let choices = resumed?.state.choices {
             inputs.checkpointing = choices.gradientCheckpointing
             inputs.microBatch = choices.microBatch

@@ -136,9 +136,10 @@ struct QLoRATrainCommand: ParsableCommand {
     /// whose peak RSS went over the budget with `budgetExceededStatus`, saying so; nil: success.
     static func exitStatus(_ summary: TrainSummary, signal: Int32?) -> Int32? {
         if summary.budgetExceeded {
-            FileHandle.standardError.write(Data(("qlora-train: error: the peak RSS was \(formatBytes(summary.peakRSSBytes)), over --mem-budget "
-                + "\(formatBytes(summary.budget)): the outputs are complete, but the budget was not kept; raise --mem-budget "
-                + "(and please report the plan above)\n").utf8))
+            let needed = (summary.peakRSSBytes + (1 << 20) - 1) >> 20
+            FileHandle.standardError.write(Data(("qlora-train: error: the peak RSS was \(summary.peakRSSBytes >> 10) KiB, over --mem-budget "
+                + "\(summary.budget >> 10) KiB: the outputs are complete, but the budget was not kept; a run like this needs "
+                + "--mem-budget \(needed)MiB or more (and the plan above underestimated it: please report it)\n").utf8))
             return budgetExceededStatus
         }
         if summary.interrupted { return 128 + (signal ?? SIGINT) }

@@ -340,3 +340,29 @@ func outputsNeverLandOnInputs(case name: String) throws {
     }
     _ = try MetricsLog(path: path, truncateAfter: 0)  // the first is closed
 }
+
+/// The plan is an upper bound of the peak also for a micro-batch of many tokens, where OpenBLAS's
+/// packing buffers fill (issue 11 review: 160000 tokens peaked 1.5 MiB over a plan that "fit").
+@Test func aLargeMicroBatchStaysUnderItsPlan() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 1)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try trainExecutable())
+    process.arguments = arguments(config).map { $0 == "1GiB" ? "8GiB" : $0 } + ["--batch-size", "5000", "--grad-accum", "1", "--repeat-data"]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0, "\(text)")
+    // "total   2.25 GiB  of the budget 8.00 GiB"
+    let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("total ") }, "\(text)")
+    let words = line.split(separator: " ")
+    let planned = try #require(parseByteSize(String(words[1] + words[2])))
+    let metrics = String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n")
+    let peaks = metrics.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["peak_rss_bytes"] as? Int }
+    let peak = try #require(peaks.max())
+    #expect(text.contains("micro-batch 5000"), "\(text)")
+    #expect(peak <= planned, "peak \(peak >> 20) MiB over the plan's \(planned >> 20) MiB")
+}
