@@ -1,5 +1,8 @@
 // The process's resident memory as the kernel counts it (/proc/self/status): what a RAM budget means.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct ProcessMemory: Sendable, Equatable {
     /// VmRSS: resident now.
@@ -11,6 +14,15 @@ public struct ProcessMemory: Sendable, Equatable {
     public static func current() -> ProcessMemory {
         let status = statusText()
         return ProcessMemory(residentBytes: field("VmRSS", in: status), peakBytes: field("VmHWM", in: status))
+    }
+
+    /// Gives the heap's free memory back to the system (glibc's malloc_trim), so that what a
+    /// finished phase freed (parsing, tokenizing) no longer counts in the RSS.
+    public static func returnFreedMemory() {
+        // Swift's Glibc module leaves out malloc.h; the symbol is looked up once instead.
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        guard let symbol = dlsym(nil, "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
     }
 
     /// One kB field of /proc/self/status (VmRSS, VmHWM, RssAnon, ...) in bytes; 0 when absent.

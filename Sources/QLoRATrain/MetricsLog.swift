@@ -49,13 +49,31 @@ final class MetricsLog {
 
     func append(_ m: StepMetrics) throws(TrainError) {
         guard let handle else { return }
-        var object: [String: Any] = [
-            "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradNorm, "tokens": m.tokens,
-            "tokens_per_s": m.tokensPerSecond, "rss_bytes": m.rssBytes, "peak_rss_bytes": m.peakRSSBytes, "seconds": m.seconds,
-        ]
-        if let eval = m.evalLoss { object["eval_loss"] = eval }
+        let object = m.jsonObject
         // One line per step: the values are numbers, so each is its own compact encoding.
         let line = "{" + object.keys.sorted().map { "\(jsonString($0)): \(PythonJSON.encode(object[$0]!))" }.joined(separator: ", ") + "}\n"
         do { try handle.write(contentsOf: Data(line.utf8)) } catch { throw .output(.cannotWrite(path: path, errno: errno)) }
+    }
+}
+
+extension StepMetrics {
+    /// The metrics line's fields (also kept in a checkpoint whose step's evaluation is pending).
+    var jsonObject: [String: Any] {
+        var object: [String: Any] = [
+            "step": step, "loss": loss, "lr": learningRate, "grad_norm": gradNorm, "tokens": tokens,
+            "tokens_per_s": tokensPerSecond, "rss_bytes": rssBytes, "peak_rss_bytes": peakRSSBytes, "seconds": seconds,
+        ]
+        if let evalLoss { object["eval_loss"] = evalLoss }
+        return object
+    }
+
+    /// Reads `jsonObject` back; nil when a field is missing.
+    init?(jsonObject object: [String: Any], totalSteps: Int) {
+        func number(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
+        guard let step = object["step"] as? Int, let loss = number("loss"), let rate = number("lr"), let norm = number("grad_norm"),
+              let tokens = object["tokens"] as? Int, let speed = number("tokens_per_s"), let rss = object["rss_bytes"] as? Int,
+              let peak = object["peak_rss_bytes"] as? Int, let seconds = number("seconds") else { return nil }
+        self.init(step: step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: norm, tokens: tokens, tokensPerSecond: speed,
+                  rssBytes: rss, peakRSSBytes: peak, seconds: seconds, evalLoss: number("eval_loss"))
     }
 }

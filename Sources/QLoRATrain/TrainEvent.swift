@@ -10,7 +10,7 @@ public enum TrainDisposition: Sendable {
 }
 
 /// One optimizer step's figures; also a line of the metrics file.
-public struct StepMetrics: Sendable {
+public struct StepMetrics: Sendable, Equatable {
     public var step: Int
     public var totalSteps: Int
     /// Mean cross-entropy over the step's target tokens.
@@ -65,7 +65,10 @@ public enum SamplePhase: String, Sendable {
 }
 
 public struct TrainSummary: Sendable {
+    /// Steps of the whole run (its schedule's length).
     public var steps: Int
+    /// Steps this call computed (a resumed run starts at its checkpoint's).
+    public var stepsRun = 0
     public var firstLoss: Double?
     public var lastLoss: Double?
     public var firstEvalLoss: Double?
@@ -76,7 +79,7 @@ public struct TrainSummary: Sendable {
     public var budget: Int
     public var adapterDirectory: String
     /// True when the run stopped early on request (it saved a checkpoint to resume from, when a
-    /// step was completed).
+    /// step was completed), or during its last evaluation.
     public var interrupted: Bool
     /// The newest checkpoint this run saved or resumed from.
     public var lastCheckpoint: String?

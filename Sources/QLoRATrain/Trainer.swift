@@ -43,6 +43,7 @@ public final class Trainer {
         let modelDirectory = try ModelPreparation.prepare(config: config, beforeWriting: openOutput) { emit($0) }
         let shape = try ModelPreparation.shape(directory: modelDirectory)
         let data = try TrainingData.load(config: config, modelDirectory: modelDirectory, vocabularySize: shape.vocabSize)
+        ProcessMemory.returnFreedMemory()
         let loaded = ProcessMemory.current()
         emit(.dataLoaded(train: data.trainSummary, valid: data.validSummary, validPath: data.validSource))
 
@@ -135,14 +136,19 @@ public final class Trainer {
         var summary = TrainSummary(steps: totalSteps, firstLoss: nil, lastLoss: nil, firstEvalLoss: state.evalLosses[0], lastEvalLoss: nil,
                                    tokens: 0, seconds: 0, peakRSSBytes: 0, budget: config.memoryBudget,
                                    adapterDirectory: config.output, interrupted: false, lastCheckpoint: lastCheckpoint)
-        /// The eval loss after `state.step`, nil when there is none or a stop interrupted it.
+        var evaluationInterrupted = false
+        /// The eval loss after `state.step`, nil when there is none or a stop interrupted it (then
+        /// `evaluationInterrupted` is set).
         func evaluate() throws(TrainError) -> Double? {
             guard data.hasValidation else { return nil }
             let loss = data.validationLoss(model: model) { done, total in
                 emit(.progress(TrainProgress(phase: .evaluation, step: state.step, done: done, total: total)))
                 return !stopRequested
             }
-            guard let loss else { return nil }
+            guard let loss else {
+                evaluationInterrupted = stopRequested
+                return nil
+            }
             guard loss.isFinite else { throw .nonFinite(what: "the eval loss", step: state.step, lastCheckpoint: lastCheckpoint) }
             state.evalLosses[state.step] = loss
             emit(.evaluation(step: state.step, loss: loss))
@@ -169,6 +175,20 @@ public final class Trainer {
         if state.step == 0 && !stopRequested { summary.firstEvalLoss = try evaluate() }
         let evalEvery = config.evalEvery ?? max(1, totalSteps / 5)
         let saveEvery = config.saveEvery ?? 100
+        /// Reports a finished step: evaluates when due, then writes its metrics; when a stop
+        /// interrupts the evaluation, the metrics wait in the checkpoint for the resumed run.
+        func finishStep(_ step: StepMetrics) throws(TrainError) {
+            var figures = step
+            if figures.step % evalEvery == 0 || figures.step == totalSteps { figures.evalLoss = try evaluate() }
+            guard !evaluationInterrupted else {
+                state.pendingEvaluation = figures
+                return
+            }
+            state.pendingEvaluation = nil
+            try metrics.append(figures)
+            emit(.step(figures))
+        }
+        if let pending = state.pendingEvaluation, !stopRequested { try finishStep(pending) }
 
         while state.step < totalSteps && !stopRequested {
             let stepStart = Date()
@@ -211,25 +231,24 @@ public final class Trainer {
             summary.lastLoss = loss
             summary.tokens += targets
             let memory = ProcessMemory.current()
-            var figures = StepMetrics(step: step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: report.gradientNorm,
-                                      tokens: targets, tokensPerSecond: Double(rowsPerStep * config.seqLen) / max(seconds, 1e-9),
-                                      rssBytes: memory.residentBytes, peakRSSBytes: memory.peakBytes, seconds: seconds, evalLoss: nil)
-            if step % evalEvery == 0 || step == totalSteps { figures.evalLoss = try evaluate() }
-            try metrics.append(figures)
-            emit(.step(figures))
+            summary.stepsRun += 1
+            try finishStep(StepMetrics(step: step, totalSteps: totalSteps, loss: loss, learningRate: rate, gradNorm: report.gradientNorm,
+                                       tokens: targets, tokensPerSecond: Double(rowsPerStep * config.seqLen) / max(seconds, 1e-9),
+                                       rssBytes: memory.residentBytes, peakRSSBytes: memory.peakBytes, seconds: seconds, evalLoss: nil))
             if let action = governor.check() { emit(.governor(action)) }
             if step % saveEvery == 0 || step == totalSteps { try saveCheckpoint() }
         }
         if stopRequested && state.step > 0 && savedStep != state.step { try saveCheckpoint() }
-        summary.lastEvalLoss = state.evalLosses[state.step]
-        if state.step >= totalSteps {
+        summary.lastEvalLoss = state.step > 0 ? state.evalLosses[state.step] : nil
+        let finished = state.step >= totalSteps && state.pendingEvaluation == nil
+        if finished {
             // Checked finite when its checkpoint was saved just before.
             do { try adapters.savePEFT(directory: config.output, baseModel: modelDirectory) } catch { throw .output(error) }
             if let sampler {
                 for prompt in config.samplePrompts { emit(.sample(phase: .after, prompt: prompt, answer: sampler.answer(prompt))) }
             }
         }
-        summary.interrupted = state.step < totalSteps
+        summary.interrupted = !finished
         summary.lastCheckpoint = lastCheckpoint
         summary.seconds = Date().timeIntervalSince(start)
         summary.peakRSSBytes = ProcessMemory.current().peakBytes

@@ -26,9 +26,12 @@ struct TrainerState: Equatable {
     /// Settings a resumed run must share with the first (name -> value as text).
     var settings: [String: String]
     var evalLosses: [Int: Double]
+    /// The metrics of `step` when a stop interrupted its evaluation: the resumed run evaluates
+    /// first, then writes them, so the metrics read as one uninterrupted run.
+    var pendingEvaluation: StepMetrics?
 
     func json() -> [UInt8] {
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "format": Self.format, "version": Self.version, "step": step, "total_steps": totalSteps,
             "data_position": dataPosition, "seed": String(seed), "settings": settings,
             "eval_losses": Dictionary(uniqueKeysWithValues: evalLosses.map { (String($0.key), $0.value) }),
@@ -38,6 +41,7 @@ struct TrainerState: Equatable {
                 "optimizer_resident_bytes": choices.optimizerResidentBytes.map { $0 as Any } ?? NSNull(),
             ] as [String: Any],
         ]
+        if let pendingEvaluation { object["pending_evaluation"] = pendingEvaluation.jsonObject }
         return Array((PythonJSON.encode(object) + "\n").utf8)
     }
 
@@ -81,6 +85,12 @@ struct TrainerState: Equatable {
             if let step = Int(key), let loss = (value as? NSNumber)?.doubleValue { losses[step] = loss }
         }
         evalLosses = losses
+        if let pending = object["pending_evaluation"] {
+            guard let metrics = (pending as? [String: Any]).flatMap({ StepMetrics(jsonObject: $0, totalSteps: total) }), metrics.step == step else {
+                throw fail("pending_evaluation is malformed; the file is damaged")
+            }
+            pendingEvaluation = metrics
+        }
     }
 }
 

@@ -61,7 +61,7 @@ final class TrainTerminal {
                 ? (s.lastCheckpoint.map { "Stopped early; the last checkpoint is \($0); resume with --resume \(s.adapterDirectory)" }
                     ?? "Stopped before the first step was complete; nothing was saved")
                 : "Done: adapter in \(s.adapterDirectory)"]
-            if let first = s.firstLoss, let last = s.lastLoss { lines.append(String(format: "train loss %.4f -> %.4f over %d steps", first, last, s.steps)) }
+            if let first = s.firstLoss, let last = s.lastLoss { lines.append(String(format: "train loss %.4f -> %.4f over %d steps", first, last, s.stepsRun)) }
             if let first = s.firstEvalLoss, let last = s.lastEvalLoss { lines.append(String(format: "eval loss %.4f -> %.4f", first, last)) }
             lines.append("peak RSS \(formatBytes(s.peakRSSBytes)) of the \(formatBytes(s.budget)) budget; \(s.tokens) target tokens in \(formatSeconds(s.seconds))")
             print(lines.joined(separator: "\n"))

@@ -366,3 +366,33 @@ func outputsNeverLandOnInputs(case name: String) throws {
     #expect(text.contains("micro-batch 5000"), "\(text)")
     #expect(peak <= planned, "peak \(peak >> 20) MiB over the plan's \(planned >> 20) MiB")
 }
+
+/// A stop during an evaluation keeps that step's metrics in the checkpoint; the resumed run
+/// evaluates first and writes them, so the metrics and the final adapter are those of an
+/// uninterrupted run (issue 11 review: a stop in the last evaluation exited 0 without its eval loss).
+@Test(arguments: [4, 8])
+func aStopDuringAnEvaluationIsFinishedOnResume(step stopStep: Int) throws {
+    let straight = try TemporaryDirectory(), stopped = try TemporaryDirectory()
+    _ = try Trainer(config: try config(straight.path)).run { _ in .continue }
+    var config = try config(stopped.path)
+    let summary = try Trainer(config: config).run { event in
+        if case .progress(let p) = event, p.phase == .evaluation, p.step == stopStep { return .stop }
+        return .continue
+    }
+    #expect(summary.interrupted)
+    #expect(!FileManager.default.fileExists(atPath: config.output + "/adapter_model.safetensors"))
+    config.resume = config.output
+    let resumed = try Trainer(config: config).run { _ in .continue }
+    #expect(!resumed.interrupted)
+    func evalLosses(_ path: String) -> [Int: Double] {
+        var losses: [Int: Double] = [:]
+        for line in String(decoding: bytes(path), as: UTF8.self).split(separator: "\n") {
+            let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if let loss = object["eval_loss"] as? Double { losses[object["step"] as! Int] = loss }
+        }
+        return losses
+    }
+    #expect(evalLosses(straight.path + "/metrics.jsonl") == evalLosses(config.metricsPath!))
+    #expect(String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n").count == 8)
+    #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(config.output + "/adapter_model.safetensors"))
+}
