@@ -124,11 +124,20 @@ public final class LlamaModel: @unchecked Sendable {
     /// - Returns: the mean loss over the batch's targets (0 when there are none).
     @discardableResult
     public func forwardBackward(_ batch: TokenBatch, lossScale: Float? = nil, dropoutSeed: UInt64 = 0) -> Float {
+        forwardBackward(batch, lossScale: lossScale, dropoutSeed: dropoutSeed) { _, _ in true }!
+    }
+
+    /// `forwardBackward` that can be stopped part-way (a long step, a Ctrl-C): `proceed(done,
+    /// total)` is asked after each layer's forward and each layer's backward (`total` = 2 x layers)
+    /// and the pass ends as soon as it answers false, returning nil. The adapters' gradients then
+    /// hold part of this batch's: zero them before the next step.
+    public func forwardBackward(_ batch: TokenBatch, lossScale: Float? = nil, dropoutSeed: UInt64 = 0,
+                                proceed: (_ done: Int, _ total: Int) -> Bool) -> Float? {
         let count = batch.targetCount
         guard count > 0 else { return 0 }
         let scale = lossScale ?? 1 / Float(count)
         let context = Context(batch: batch, training: true, dropoutSeed: dropoutSeed)
-        forwardToFinalNorm(context)
+        guard forwardToFinalNorm(context, proceed: proceed) else { return nil }
         let total = headAndLoss(context, dLogitScale: scale)
         // x_final -> model.norm -> lm_head: dResidual = d(norm) / d x_final
         work.dResidual.update(repeating: 0, count: dims.N * dims.C)
@@ -137,6 +146,7 @@ public final class LlamaModel: @unchecked Sendable {
             if options.gradientCheckpointing { forwardLayer(l, context, recompute: true) }
             backwardLayer(l, context)
             layerDone?(l)
+            guard proceed(2 * dims.L - l, 2 * dims.L) else { return nil }
         }
         return Float(total / Double(count))
     }
@@ -171,14 +181,18 @@ public final class LlamaModel: @unchecked Sendable {
         precondition(batch.batch == dims.B && batch.seqLen == dims.T, "the model is laid out for \(dims.B)x\(dims.T) batches")
     }
 
-    /// Embedding, every layer, then model.norm into work.finalNorm (and work.finalRstd).
-    private func forwardToFinalNorm(_ context: Context) {
+    /// Embedding, every layer, then model.norm into work.finalNorm (and work.finalRstd); false
+    /// when `proceed` (asked after each layer) stopped it.
+    @discardableResult
+    private func forwardToFinalNorm(_ context: Context, proceed: (_ done: Int, _ total: Int) -> Bool = { _, _ in true }) -> Bool {
         embed(context.batch)
         for l in 0..<dims.L {
             forwardLayer(l, context)
             layerDone?(l)
+            guard proceed(l + 1, 2 * dims.L) else { return false }
         }
         rmsNormForward(work.finalNorm, work.finalRstd, inputs[dims.L], weights.finalNorm, rows: dims.N, dim: dims.C, eps: eps)
+        return true
     }
 
     /// Layer l's saved activations, its input pointing at the residual stream entering it.

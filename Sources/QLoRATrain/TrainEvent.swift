@@ -37,8 +37,9 @@ public enum TrainEvent: Sendable {
     /// Something the user should know that changes nothing by itself (a checkpoint passed over, a
     /// schedule extended on resume).
     case notice(String)
-    /// Work inside a long phase: micro-batches of a step, batches of an evaluation. Answering
-    /// `.stop` here discards a partial step (the last complete one is saved) or an evaluation.
+    /// Work inside a long phase: micro-batches and layers of a step, batches of an evaluation.
+    /// Answering `.stop` here discards a partial step (the last complete one is saved) or
+    /// interrupts an evaluation (finished when the run resumes).
     case progress(TrainProgress)
     case sample(phase: SamplePhase, prompt: String, answer: String)
     case step(StepMetrics)
@@ -51,10 +52,15 @@ public enum TrainEvent: Sendable {
 
 public struct TrainProgress: Sendable {
     public enum Phase: String, Sendable {
-        case microBatches = "micro-batch", evaluation
+        /// Micro-batches of a step done.
+        case microBatches = "micro-batch"
+        /// Layers of the current micro-batch's forward (1...L) and backward (L+1...2L) done.
+        case layers = "layer pass"
+        /// Validation batches done.
+        case evaluation
     }
     public var phase: Phase
-    /// The optimizer step being computed (micro-batches) or evaluated after.
+    /// The optimizer step being computed (micro-batches, layers) or evaluated after.
     public var step: Int
     public var done: Int
     public var total: Int

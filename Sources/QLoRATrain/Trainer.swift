@@ -201,7 +201,12 @@ public final class Trainer {
                 let batch = data.trainBatch(position: state.dataPosition + index * micro, rows: micro)
                 if batch.targetCount > 0 {
                     let dropoutSeed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) << 20 &+ UInt64(index)
-                    let mean = model.forwardBackward(batch, lossScale: 1 / Float(targets), dropoutSeed: dropoutSeed)
+                    // A stop acts between layers: a micro-batch of a large model takes minutes.
+                    let mean = model.forwardBackward(batch, lossScale: 1 / Float(targets), dropoutSeed: dropoutSeed) { done, total in
+                        emit(.progress(TrainProgress(phase: .layers, step: step, done: done, total: total)))
+                        return !stopRequested
+                    }
+                    guard let mean else { break }
                     lossSum += Double(mean) * Double(batch.targetCount)
                 }
                 if index + 1 < microBatches {

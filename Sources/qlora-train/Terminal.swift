@@ -11,6 +11,7 @@ final class TrainTerminal {
     private let isTerminal = isatty(STDERR_FILENO) != 0
     private var barShown = false
     private var lastEval: Double?
+    private var lastProgress = Date.distantPast
 
     init(budget: Int) { self.budget = budget }
 
@@ -33,7 +34,11 @@ final class TrainTerminal {
         case .notice(let text):
             say("Note: \(text)")
         case .progress(let p):
-            if isTerminal { bar("step \(p.step): \(p.phase.rawValue) \(p.done)/\(p.total)") }
+            // At most a few redraws a second: layer passes of a small model come by the hundred.
+            if isTerminal && Date().timeIntervalSince(lastProgress) > 0.2 {
+                lastProgress = Date()
+                bar("step \(p.step): \(p.phase.rawValue) \(p.done)/\(p.total)")
+            }
         case .sample(let phase, let prompt, let answer):
             say("[\(phase.rawValue) training] \(prompt)\n  -> \(answer.trimmingCharacters(in: .whitespacesAndNewlines))")
         case .step(let m):

@@ -90,9 +90,10 @@ func unwritableOutputsAreFoundBeforeLoading(what: String, path: String, message:
     #expect(summary.steps == 1 && summary.tokens > 0)
 }
 
-/// A stop asked between micro-batches drops the partial step and saves the last complete one; the
-/// resumed run ends bitwise where an uninterrupted one does.
-@Test func aStopInsideAStepSavesTheLastCompleteStep() throws {
+/// A stop asked between micro-batches, or between layers inside one, drops the partial step and
+/// saves the last complete one; the resumed run ends bitwise where an uninterrupted one does.
+@Test(arguments: [TrainProgress.Phase.microBatches, .layers])
+func aStopInsideAStepSavesTheLastCompleteStep(phase: TrainProgress.Phase) throws {
     let straight = try TemporaryDirectory(), stopped = try TemporaryDirectory()
     func fourMicroBatches(_ directory: String) throws -> TrainConfig {
         var config = try config(directory, steps: 4)
@@ -101,15 +102,15 @@ func unwritableOutputsAreFoundBeforeLoading(what: String, path: String, message:
     }
     _ = try Trainer(config: try fourMicroBatches(straight.path)).run { _ in .continue }
     var first = try fourMicroBatches(stopped.path)
-    var microBatchesOfStep3 = 0
+    var doneInStep3 = 0
     let summary = try Trainer(config: first).run { event in
-        if case .progress(let p) = event, p.phase == .microBatches, p.step == 3 {
-            microBatchesOfStep3 = p.done
+        if case .progress(let p) = event, p.phase == phase, p.step == 3 {
+            doneInStep3 = p.done
             return p.done == 2 ? .stop : .continue
         }
         return .continue
     }
-    #expect(summary.interrupted && microBatchesOfStep3 == 2)
+    #expect(summary.interrupted && doneInStep3 == 2)
     #expect(summary.lastCheckpoint?.hasSuffix("checkpoint-2") == true)
     #expect(TrainingCheckpoint.list(output: first.output).map(\.step) == [2])
     first.resume = first.output
