@@ -108,7 +108,7 @@ public final class GGUFSource: WeightSource {
         } else {
             gguf.dequantizeRows(of: info, firstRow: rows.lowerBound, rowCount: rows.count, into: out)
         }
-        outputEncoding.round(out, count: rows.count * length)
+        try roundToOutput(out, count: rows.count * length, tensor: tensor)
     }
 
     public func release(_ tensor: SourceTensor) {

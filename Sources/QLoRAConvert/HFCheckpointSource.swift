@@ -80,7 +80,7 @@ public final class HFCheckpointSource: WeightSource {
         let start = rows.lowerBound * tensor.rowLength
         let count = rows.count * tensor.rowLength
         encoding.decode(out, file.data(of: entry) + start * encoding.byteWidth, count: count)
-        if encoding != outputEncoding { outputEncoding.round(out, count: count) }
+        if encoding != outputEncoding { try roundToOutput(out, count: count, tensor: tensor) }
     }
 
     public func release(_ tensor: SourceTensor) {

@@ -155,6 +155,8 @@ public enum ConvertError: Error, CustomStringConvertible {
     case shapeMismatch(path: String, tensor: String, expected: [Int], found: [Int])
     case unsupportedDType(path: String, tensor: String, dtype: String)
     case nonFinite(path: String, tensor: String)
+    /// A finite value the output dtype cannot hold (`--dtype float16` and |value| > 65504).
+    case outOfRange(path: String, tensor: String, value: Float, dtype: String)
     case noWeights(path: String)
     case input(path: String, detail: String)
     case output(path: String, detail: String)
@@ -173,6 +175,8 @@ public enum ConvertError: Error, CustomStringConvertible {
             return "\(path): tensor '\(tensor)' has dtype \(dtype); only F32, F16 and BF16 weights can be converted"
         case .nonFinite(let path, let tensor):
             return "\(path): tensor '\(tensor)' contains NaN or infinite values; the checkpoint is corrupt"
+        case .outOfRange(let path, let tensor, let value, let dtype):
+            return "\(path): tensor '\(tensor)' holds \(value), beyond the range of \(dtype); pass --dtype bfloat16 or float32"
         case .noWeights(let path):
             return "\(path): no *.safetensors files found (PyTorch .bin checkpoints are not supported; convert them to safetensors first)"
         case .input(let path, let detail): return pathMessage(path, detail)

@@ -82,7 +82,7 @@ public final class SyntheticSource: WeightSource {
                 fillNormal(destination.raw + row * length, count: length, seed: tensorSeed &+ UInt64(first + row), std: 0.02)
             }
         }
-        outputEncoding.round(out, count: rows.count * length)
+        try roundToOutput(out, count: rows.count * length, tensor: tensor)
     }
 
     public func release(_ tensor: SourceTensor) {}

@@ -46,3 +46,18 @@ public protocol WeightSource: AnyObject {
     /// Tokenizer and generation files to copy into the output: file name -> bytes.
     func auxiliaryFiles() throws -> [(name: String, bytes: [UInt8])]
 }
+
+extension WeightSource {
+    /// Rounds `count` values read for `tensor` to the output dtype. A finite value the dtype cannot
+    /// hold (beyond float16's 65504) is an error naming it, rather than an infinity reported later
+    /// as a corrupt checkpoint.
+    func roundToOutput(_ values: UnsafeMutablePointer<Float>, count: Int, tensor: SourceTensor) throws(ConvertError) {
+        if outputEncoding == .float16, let index = (0..<count).first(where: { values[$0].isFinite && abs(values[$0]) >= float16Overflow }) {
+            throw .outOfRange(path: tensor.file, tensor: tensor.name, value: values[index], dtype: outputEncoding.rawValue)
+        }
+        outputEncoding.round(values, count: count)
+    }
+}
+
+/// The smallest magnitude float16 rounds to infinity (65504 is its largest finite value).
+private let float16Overflow: Float = 65520

@@ -90,6 +90,25 @@ struct ConvertCheckpointTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["source"])
     }
 
+    /// A finite weight that float16 cannot hold is named as such, with the dtypes that can (it
+    /// used to be reported as a NaN in a corrupt checkpoint).
+    @Test func aValueBeyondFloat16IsNamedNotCalledCorrupt() throws {
+        let directory = try TemporaryDirectory()
+        let source = directory.path + "/source"
+        try FileManager.default.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source").path, toPath: source)
+        let file = try SafetensorsFile(path: source + "/model.safetensors")
+        let tensor = try #require(file.tensor(named: "model.layers.0.input_layernorm.weight"))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: source + "/model.safetensors"))
+        try handle.seek(toOffset: UInt64(tensor.fileOffset + 2))
+        try handle.write(contentsOf: Data([0x74, 0x49]))  // bfloat16 999424
+        try handle.close()
+        #expect {
+            try Converter.convert(HFCheckpointSource(directory: source, encoding: .float16), options: ConvertOptions(output: directory.path + "/out"))
+        } throws: { error in
+            "\(error)" == "\(source)/model.safetensors: tensor 'model.layers.0.input_layernorm.weight' holds 999424.0, beyond the range of float16; pass --dtype bfloat16 or float32"
+        }
+    }
+
     @Test func nonFiniteGGUFWeightNamesTheFileAndTensor() throws {
         // A NaN norm: a tensor copied in 16 bit, not quantized.
         let directory = try TemporaryDirectory()
