@@ -71,14 +71,7 @@ struct ConvertCheckpointTests {
     @Test func failureMidwayLeavesNoOutputBehind() throws {
         // A NaN in the last layer's down_proj: the conversion fails after writing most tensors.
         let directory = try TemporaryDirectory()
-        let source = directory.path + "/source"
-        try FileManager.default.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source").path, toPath: source)
-        let file = try SafetensorsFile(path: source + "/model.safetensors")
-        let tensor = try #require(file.tensor(named: "model.layers.1.mlp.down_proj.weight"))
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: source + "/model.safetensors"))
-        try handle.seek(toOffset: UInt64(tensor.fileOffset + 10))
-        try handle.write(contentsOf: Data([0xC0, 0x7F]))  // bfloat16 NaN
-        try handle.close()
+        let source = try tinyLlamaSource(in: directory.path, patching: "model.layers.1.mlp.down_proj.weight", at: 10, with: [0xC0, 0x7F])  // bfloat16 NaN
 
         let output = directory.path + "/out"
         #expect {
@@ -94,14 +87,7 @@ struct ConvertCheckpointTests {
     /// used to be reported as a NaN in a corrupt checkpoint).
     @Test func aValueBeyondFloat16IsNamedNotCalledCorrupt() throws {
         let directory = try TemporaryDirectory()
-        let source = directory.path + "/source"
-        try FileManager.default.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source").path, toPath: source)
-        let file = try SafetensorsFile(path: source + "/model.safetensors")
-        let tensor = try #require(file.tensor(named: "model.layers.0.input_layernorm.weight"))
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: source + "/model.safetensors"))
-        try handle.seek(toOffset: UInt64(tensor.fileOffset + 2))
-        try handle.write(contentsOf: Data([0x74, 0x49]))  // bfloat16 999424
-        try handle.close()
+        let source = try tinyLlamaSource(in: directory.path, patching: "model.layers.0.input_layernorm.weight", at: 2, with: [0x74, 0x49])  // bfloat16 999424
         #expect {
             try Converter.convert(HFCheckpointSource(directory: source, encoding: .float16), options: ConvertOptions(output: directory.path + "/out"))
         } throws: { error in
@@ -178,4 +164,17 @@ struct ConvertCheckpointTests {
     func jsonObject(_ path: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any] ?? [:]
     }
+}
+
+/// A copy of the tiny-llama checkpoint in `directory`/source with `bytes` written `offset` bytes
+/// into tensor `name`'s data; returns the copy's path.
+private func tinyLlamaSource(in directory: String, patching name: String, at offset: Int, with bytes: [UInt8]) throws -> String {
+    let source = directory + "/source"
+    try FileManager.default.copyItem(atPath: Fixture.root.appendingPathComponent("tiny-llama/source").path, toPath: source)
+    let tensor = try #require(try SafetensorsFile(path: source + "/model.safetensors").tensor(named: name))
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: source + "/model.safetensors"))
+    try handle.seek(toOffset: UInt64(tensor.fileOffset + offset))
+    try handle.write(contentsOf: Data(bytes))
+    try handle.close()
+    return source
 }

@@ -182,10 +182,8 @@ func aStopInsideAStepSavesTheLastCompleteStep(phase: TrainProgress.Phase) throws
 /// path are refused, naming the flag.
 @Test func resumeComparesFilesNotPathStrings() throws {
     let directory = try TemporaryDirectory()
-    let model = directory.path + "/model"
-    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
     var config = try config(directory.path, steps: 2)
-    config.model = model
+    let model = try useCopyOfModel(&config, in: directory.path)
     _ = try Trainer(config: config).run { _ in .continue }
     config.resume = config.output
     config.maxSteps = 3
@@ -275,10 +273,8 @@ func anUnusableSpillDirectoryMattersOnlyWhenStateSpills(spill: String) throws {
                   "output is the model", "output holds an adapter"])
 func outputsNeverLandOnInputs(case name: String) throws {
     let directory = try TemporaryDirectory()
-    let model = directory.path + "/model"
-    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
     var config = try config(directory.path, steps: 1)
-    config.model = model
+    let model = try useCopyOfModel(&config, in: directory.path)
     let expected: String
     switch name {
     case "metrics is the model file":
@@ -314,10 +310,8 @@ func outputsNeverLandOnInputs(case name: String) throws {
 /// model's fingerprint (issue 11 review: they did, and such a run could never resume).
 @Test func anOutputInsideTheModelDirectoryResumes() throws {
     let directory = try TemporaryDirectory()
-    let model = directory.path + "/model"
-    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
     var config = try config(directory.path, steps: 2)
-    config.model = model
+    let model = try useCopyOfModel(&config, in: directory.path)
     config.output = model + "/lora"
     _ = try Trainer(config: config).run { _ in .continue }
     config.resume = config.output

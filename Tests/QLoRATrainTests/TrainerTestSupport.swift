@@ -39,6 +39,14 @@ func config(_ directory: String, steps: Int = 8) throws -> TrainConfig {
     return config
 }
 
+/// Points `config` at a copy of the fixture model in `directory`/model, which a test may change; returns its path.
+func useCopyOfModel(_ config: inout TrainConfig, in directory: String) throws -> String {
+    let model = directory + "/model"
+    try FileManager.default.copyItem(atPath: modelDirectory, toPath: model)
+    config.model = model
+    return model
+}
+
 func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atPath: path).map(Array.init) ?? [] }
 
 /// The `qlora-train` executable built beside the test runner.
