@@ -47,7 +47,14 @@ func useCopyOfModel(_ config: inout TrainConfig, in directory: String) throws ->
     return model
 }
 
-func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atPath: path).map(Array.init) ?? [] }
+/// The file's bytes; a missing file is a test failure (two missing files must not compare equal).
+func bytes(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        Issue.record("\(path) does not exist", sourceLocation: sourceLocation)
+        return []
+    }
+    return Array(data)
+}
 
 /// The `qlora-train` executable built beside the test runner.
 func trainExecutable() throws -> String {
