@@ -62,22 +62,24 @@ struct Workspace {
     let dv: UnsafeMutablePointer<Float>         // (N, KVd)
     let hidden: UnsafeMutablePointer<Float>     // (N, F) swiglu output, down_proj input
     let dHidden: UnsafeMutablePointer<Float>    // (N, F)
-    let adapter1: UnsafeMutablePointer<Float>   // (N, max(C, Hd, F)) adapter scratch
-    let adapter2: UnsafeMutablePointer<Float>   // (N, max(C, Hd, F))
+    let adapter1: UnsafeMutablePointer<Float>   // (N, max(C, Hd, F, R)) adapter scratch: dropout(x), dx
+    let adapter2: UnsafeMutablePointer<Float>   // (N, max(C, Hd, F, R)): dxa (N, R)
     let attention: UnsafeMutablePointer<Float>  // attentionScratchCount floats
     let logits: UnsafeMutablePointer<Float>     // (chunkRows, V) logits, then dLogits, of one chunk
     let losses: UnsafeMutablePointer<Float>     // (chunkRows)
     let finalNorm: UnsafeMutablePointer<Float>  // (N, C) model.norm output
     let finalRstd: UnsafeMutablePointer<Float>  // (N)
 
-    static func sizes(_ d: ModelDimensions, attentionScratch: Int, chunkRows: Int) -> [Int] {
-        let wide = d.N * max(d.C, d.Hd, d.F)
+    /// - Parameter rank: the largest adapter rank R (an adapter's scratch holds rows x R as well as
+    ///   rows x its features).
+    static func sizes(_ d: ModelDimensions, attentionScratch: Int, chunkRows: Int, rank: Int) -> [Int] {
+        let wide = d.N * max(d.C, d.Hd, d.F, rank)
         return [d.N * d.C, d.N * d.C, d.N * d.Hd, d.N * d.Hd, d.N * d.KVd, d.N * d.KVd, d.N * d.F, d.N * d.F, wide, wide,
                 attentionScratch, chunkRows * d.V, chunkRows, d.N * d.C, d.N]
     }
 
-    init(_ d: ModelDimensions, attentionScratch: Int, chunkRows: Int, arena: Arena) {
-        let wide = d.N * max(d.C, d.Hd, d.F)
+    init(_ d: ModelDimensions, attentionScratch: Int, chunkRows: Int, rank: Int, arena: Arena) {
+        let wide = d.N * max(d.C, d.Hd, d.F, rank)
         dResidual = arena.carve(d.N * d.C)
         dNorm = arena.carve(d.N * d.C)
         dAtt = arena.carve(d.N * d.Hd)

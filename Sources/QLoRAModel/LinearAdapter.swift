@@ -3,7 +3,7 @@
 
 /// Scratch and randomness an adapter may use during one forward or backward call.
 public struct AdapterContext {
-    /// At least `rows * max(in features, out features)` floats, twice (`scratch`, `scratch2`).
+    /// At least `rows * max(in features, out features, rank)` floats, twice (`scratch`, `scratch2`).
     public var scratch: UnsafeMutablePointer<Float>
     public var scratch2: UnsafeMutablePointer<Float>
     /// Seeds the dropout mask of this call; the backward must get the forward's seed.

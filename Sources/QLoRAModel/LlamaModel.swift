@@ -80,7 +80,7 @@ public final class LlamaModel: @unchecked Sendable {
             inputs = layers.map(\.input) + [final]
         }
         workspaceArena = Arena(name: "workspace", sizes: layout.workspaceSizes)
-        work = Workspace(d, attentionScratch: layout.attentionScratch, chunkRows: chunkRows, arena: workspaceArena)
+        work = Workspace(d, attentionScratch: layout.attentionScratch, chunkRows: chunkRows, rank: layout.rank, arena: workspaceArena)
         tiles = TileScratch(capacity: options.tileCapacity)
         (ropeCos, ropeSin) = RoPETable.tables(positions: d.T, headDim: d.D, config: shape.rope)
     }
@@ -98,6 +98,8 @@ public final class LlamaModel: @unchecked Sendable {
         let dims: ModelDimensions
         let chunkRows: Int
         let attentionScratch: Int
+        /// The largest adapter rank (0 without adapters).
+        let rank: Int
         let activationSizes: [Int]
         let workspaceSizes: [Int]
 
@@ -112,7 +114,8 @@ public final class LlamaModel: @unchecked Sendable {
             for _ in 0..<sets { sizes += LayerActivations.sizes(d, savedWidths: savedWidths, withInput: !options.gradientCheckpointing) }
             activationSizes = sizes
             attentionScratch = attentionScratchCount(batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
-            workspaceSizes = Workspace.sizes(d, attentionScratch: attentionScratch, chunkRows: chunkRows)
+            rank = savedWidths.map(\.1).max() ?? 0
+            workspaceSizes = Workspace.sizes(d, attentionScratch: attentionScratch, chunkRows: chunkRows, rank: rank)
         }
     }
 

@@ -92,3 +92,41 @@ func loraBackwardWithDropoutMatchesCentralDifferences(_ freezeA: Bool) {
     #expect(xCheck.passed, "dx: \(xCheck)")
     #expect(values(dx, count: rows * inFeatures).contains(0), "dropout 0.3 dropped no input element")
 }
+
+/// A rank larger than every feature width of the model (the fixture's widest is F = 176): the
+/// adapters' scratch must hold rows x rank (issue 11 review: ranks above 714 wrote past the
+/// workspace and crashed, smaller ones above 176 wrote into the buffers after it). With dropout and
+/// both layouts, the gradients still equal central differences of the reference.
+@Test(arguments: [false, true])
+func aRankWiderThanTheModelTrainsCorrectly(checkpointing: Bool) throws {
+    let fixture = try Fixture("model-llama-gqa")
+    let (_, fixtureModel, batch) = try loadCase(ModelCase(name: "llama-gqa", base: "fp32"))
+    let lora = LoRAConfig(rank: 1024, alpha: 16, dropout: 0, targets: [.q, .down], seed: 7)
+    let adapters = LoRAAdapters(shape: fixtureModel.weights.shape, config: lora)
+    var random = SplitMix64(seed: 11)
+    for (_, tensor) in adapters.tensors where tensor.role == "lora_B" {
+        for i in 0..<tensor.count { tensor.values[i] = (Float(random.next() >> 40) * 0x1p-24 - 0.5) * 0.02 }
+    }
+    let directory = try TemporaryDirectory()
+    try adapters.savePEFT(directory: directory.path, baseModel: "fixture")
+    let model = LlamaModel(weights: fixtureModel.weights, adapters: adapters,
+                           options: ModelLayoutOptions(batch: batch.batch, seqLen: batch.seqLen, gradientCheckpointing: checkpointing))
+    model.forwardBackward(batch)
+    var reference = try ReferenceLlama(directory: fixture.directory.path + "/base", adapterFile: directory.path + "/adapter_model.safetensors",
+                                       config: lora)
+    var numeric: [Float] = [], analytic: [Float] = []
+    for (key, tensor) in adapters.tensors {
+        for index in Set([0, tensor.count / 2, tensor.count - 1]).sorted() {
+            let original = reference.lora[key]![index]
+            reference.lora[key]![index] = original + centralDifferenceStep
+            let plus = reference.loss(batch)
+            reference.lora[key]![index] = original - centralDifferenceStep
+            let minus = reference.loss(batch)
+            reference.lora[key]![index] = original
+            numeric.append(Float((plus - minus) / (2 * centralDifferenceStep)))
+            analytic.append(tensor.gradient[index])
+        }
+    }
+    let check = compare(analytic, numeric, rtol: centralDifferenceRelativeTolerance, atol: centralDifferenceAbsoluteTolerance)
+    #expect(check.passed, "rank 1024, checkpointing \(checkpointing): \(check)")
+}
