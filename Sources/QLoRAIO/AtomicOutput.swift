@@ -24,10 +24,17 @@ public enum AtomicOutput {
         guard fsync(fd) == 0 else { throw .cannotWrite(path: path, errno: errno) }
     }
 
+    /// The hidden temporary name a file is written under before it is renamed to `path`:
+    /// `.<name>.partial-<pid>` beside it (never a name a user's file has).
+    public static func partialFile(for path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
+    }
+
     /// Writes `path` through a temporary name, fsync and rename: readers see the old file or the
     /// new one, never a part. Errors name `path` (not the temporary name).
     public static func replaceFile(_ path: String, _ bytes: [UInt8]) throws(FileError) {
-        let temporary = path + ".partial"
+        let temporary = partialFile(for: path)
         do throws(FileError) {
             do { try writeFile(temporary, bytes) } catch .cannotWrite(_, let code) { throw .cannotWrite(path: path, errno: code) }
             guard rename(temporary, path) == 0 else { throw .cannotWrite(path: path, errno: errno) }

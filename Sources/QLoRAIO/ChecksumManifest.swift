@@ -46,7 +46,8 @@ public enum ChecksumManifest {
 
     /// Checks every file the manifest of `directory` lists against its checksum; returns their names.
     /// - Throws: `FileError.damaged` naming the first file that is missing or differs, or the
-    ///   manifest itself when it is missing or malformed.
+    ///   manifest itself when it is missing or malformed; `cannotOpen` for a file that exists but
+    ///   cannot be read (which says nothing about its bytes).
     /// - Parameter required: names the manifest must list (a manifest cut short verifies less).
     @discardableResult
     public static func verify(directory: String, required: [String] = []) throws(FileError) -> [String] {
@@ -64,8 +65,9 @@ public enum ChecksumManifest {
             let file = directory + "/" + name
             let found: UInt64
             do { found = try checksum(of: file) } catch {
-                let reason = if case .cannotOpen(_, let code) = error { String(cString: strerror(code)) } else { "\(error)" }
-                throw .damaged(path: file, detail: "listed in \(fileName) but cannot be read (\(reason))")
+                // A file that is gone is damage; one that cannot be read now (permissions, I/O) is not.
+                guard case .cannotOpen(_, let code) = error, code == ENOENT else { throw error }
+                throw .damaged(path: file, detail: "listed in \(fileName) but missing")
             }
             guard found == expected else {
                 throw .damaged(path: file, detail: "its XXH64 checksum is \(hex(found)), \(fileName) says \(hex(expected)): the file changed after it was written")

@@ -32,6 +32,13 @@ public enum PathOverlap: Sendable, Equatable {
         }
     }
 
+    /// The components of `path` below `base` (both resolved), or nil when it does not lie inside it.
+    public static func components(of path: String, below base: String) -> [String]? {
+        let p = resolvedComponents(of: URL(fileURLWithPath: path).standardizedFileURL.path)
+        let b = resolvedComponents(of: URL(fileURLWithPath: base).standardizedFileURL.path)
+        return p.count > b.count && p.starts(with: b) ? Array(p[b.count...]) : nil
+    }
+
     /// The components of `path` (made absolute) after `realpath` of its longest existing prefix,
     /// with the rest, which does not exist yet, appended and its `.` and `..` applied.
     static func resolvedComponents(of path: String) -> [String] {

@@ -1,7 +1,7 @@
 // Streaming safetensors writer: tensor sizes are declared up front so each tensor's data can be
 // written at its final offset as it is produced; small variable-size tensors (JSON blobs) go after
 // them. The header is written last into space reserved at the start, padded with spaces (allowed
-// by the format). Data goes to "<path>.partial" and is renamed into place after fsync.
+// by the format). Data goes to a hidden partial name and is renamed into place after fsync.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +38,7 @@ public final class SafetensorsWriter {
     ///     longest name among them, to reserve header space.
     public init(path: String, planned: [Planned], lateTensors: Int, longestLateName: Int) throws(FileError) {
         self.path = path
-        partialPath = path + ".partial"
+        partialPath = AtomicOutput.partialFile(for: path)
         self.planned = planned
         var cursor = 0
         var offsets: [String: Int] = [:]

@@ -5,6 +5,7 @@ import QLoRAIO
 final class MetricsLog {
     private let handle: FileHandle?
     private let path: String
+    private let lock: LockFile?
 
     /// Opens `path` for appending (creating its directory); a resumed run first drops the lines of
     /// steps after its checkpoint (written by the interrupted run), so the file reads as one run.
@@ -13,17 +14,16 @@ final class MetricsLog {
         self.path = path ?? ""
         guard let path else {
             handle = nil
+            lock = nil
             return
         }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch { throw .output(.cannotCreateDirectory(path: directory, errno: errno)) }
         // Two runs appending to one file would interleave, and this run's rewrite below would cut
-        // the other's lines: a run holds an flock on its metrics file.
-        let existing = open(path, O_RDONLY | O_CLOEXEC)
-        if existing >= 0 {
-            defer { close(existing) }
-            if flock(existing, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
-                throw .model("--metrics \(path): another process is writing it; choose another --metrics file")
-            }
-        }
+        // the other's lines: a run holds the lock beside its metrics file while it writes it.
+        do { lock = try LockFile(besideFile: path) } catch { throw .locked(what: "--metrics \(path)", error) }
         var kept = ""
         if step > 0, let data = FileManager.default.contents(atPath: path) {
             for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
@@ -32,15 +32,8 @@ final class MetricsLog {
                 kept += line + "\n"
             }
         }
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch { throw .output(.cannotCreateDirectory(path: directory, errno: errno)) }
         do { try AtomicOutput.replaceFile(path, Array(kept.utf8)) } catch { throw .output(error) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw .output(.cannotWrite(path: path, errno: errno)) }
-        guard flock(handle.fileDescriptor, LOCK_EX | LOCK_NB) == 0 else {
-            throw .model("--metrics \(path): another process is writing it; choose another --metrics file")
-        }
         handle.seekToEndOfFile()
         self.handle = handle
     }

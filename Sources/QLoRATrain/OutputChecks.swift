@@ -6,12 +6,26 @@ import QLoRAOptim
 
 enum OutputChecks {
     /// Names of the run's own files in --output, which --metrics must not take.
-    static let ownNames: Set<String> = ["adapter_model.safetensors", "adapter_config.json", DirectoryLock.fileName, ModelPreparation.quantizedName]
+    static let ownNames: Set<String> = ["adapter_model.safetensors", "adapter_config.json", LockFile.directoryLockName, ModelPreparation.quantizedName]
+
+    /// Whether the run continues into the output it resumes from: `--resume` is `--output` or one
+    /// of its checkpoints. Resuming from elsewhere starts a new output, which must be fresh.
+    static func resumesInPlace(_ config: TrainConfig) -> Bool {
+        guard let resume = config.resume else { return false }
+        let isCheckpoint = TrainingCheckpoint.isCheckpointDirectory(resume)
+        let resumedOutput = isCheckpoint ? URL(fileURLWithPath: resume).standardizedFileURL.deletingLastPathComponent().path : resume
+        return PathOverlap.between(written: config.output, read: resumedOutput) == .same
+    }
 
     /// Refuses an --output or --metrics that overlaps what the run reads, or an --output holding
     /// the results of another run.
     static func checkPaths(_ config: TrainConfig) throws(TrainError) {
-        try checkOutput(config.output, resuming: config.resume != nil)
+        let inPlace = resumesInPlace(config)
+        if let resume = config.resume, !inPlace, let overlap = PathOverlap.between(written: config.output, read: resume) {
+            throw .model("--output \(config.output) \(overlap.describe(read: "the --resume checkpoint \(resume)")); "
+                         + "resume into its own output (--output of that run), or choose a new --output")
+        }
+        try checkOutput(config.output, resuming: inPlace)
         // --output may hold the model (or lie inside an NF4 model's directory): nothing of the
         // model's is written over. It may not be the model itself, nor lie inside a float model,
         // whose quantized copy would be written into it.
@@ -23,15 +37,17 @@ enum OutputChecks {
         var inputs = [("--model", config.model), ("--data", config.trainData)]
         if let valid = config.validData { inputs.append(("--valid-data", valid)) }
         if let adapter = config.initAdapter { inputs.append(("--init-adapter", adapter)) }
+        if let resume = config.resume { inputs.append(("--resume", resume)) }
         for (flag, path) in inputs {
             if let overlap = PathOverlap.between(written: metrics, read: path) {
                 throw .model("--metrics \(metrics) \(overlap.describe(read: "the \(flag) \(path)")); choose another --metrics file")
             }
         }
-        let name = URL(fileURLWithPath: metrics).lastPathComponent
-        if PathOverlap.between(written: URL(fileURLWithPath: metrics).deletingLastPathComponent().path, read: config.output) == .same,
-           ownNames.contains(name) || name.hasPrefix(TrainingCheckpoint.prefix) {
-            throw .model("--metrics \(metrics) would be one of the run's own files in --output; choose another name")
+        // Inside --output, only beside the run's own files: not one of them, nor inside a
+        // checkpoint (renamed and removed as the run goes) or a hidden working directory.
+        if let below = PathOverlap.components(of: metrics, below: config.output), let first = below.first,
+           ownNames.contains(first) || first.hasPrefix(TrainingCheckpoint.prefix) || first.hasPrefix(".") {
+            throw .model("--metrics \(metrics) would be one of the run's own files in --output, or inside one; choose another place")
         }
     }
 

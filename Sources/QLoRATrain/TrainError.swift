@@ -1,4 +1,5 @@
 // Why a run could not start or go on; each message names the file, flag or step and what to do.
+import Foundation
 import QLoRAConvert
 import QLoRAIO
 import QLoRAModel
@@ -12,8 +13,8 @@ public enum TrainError: Error, CustomStringConvertible {
     /// Something other than the training loss became NaN or infinite (`what`: "the eval loss",
     /// an adapter tensor, the optimizer state); nothing of that step was saved.
     case nonFinite(what: String, step: Int, lastCheckpoint: String?)
-    /// Another process is writing into `--output`.
-    case outputLocked(DirectoryLockError)
+    /// Another process is writing `what` (the flag and its path).
+    case locked(what: String, LockError)
     case optimizer(OptimizerError)
     case checkpoint(path: String, detail: String)
     case output(FileError)
@@ -29,14 +30,14 @@ public enum TrainError: Error, CustomStringConvertible {
                     + "Raise --mem-budget to at least \(roundedUp(smallest.smallestBudget) >> 20)MiB, or split the data into smaller rows or files."
             }
             return "--mem-budget \(formatBytes(smallest.budget)) is too small for this model and these options: "
-                + "the smallest plan needs \(formatBytes(smallest.total)).\n\(smallest.table())\n"
+                + "the smallest plan needs \(String(format: "%.1f", Double(smallest.total) / 1048576)) MiB.\n\(smallest.table())\n"
                 + "Raise --mem-budget to at least \(roundedUp(smallest.total) >> 20)MiB, or \(hint)."
         case .nonFiniteLoss(let step, let checkpoint):
             return "the loss became NaN or infinite at step \(step)" + Self.lastGood(checkpoint)
         case .nonFinite(let what, let step, let checkpoint):
             return "\(what) became NaN or infinite at step \(step); nothing of this step was saved" + Self.lastGood(checkpoint)
-        case .outputLocked(let error):
-            return "--output \(error)"
+        case .locked(let what, let error):
+            return "\(what): \(error)"
         case .optimizer(let error):
             return error.description
         case .checkpoint(let path, let detail):

@@ -27,7 +27,7 @@ public final class Trainer {
         }
         try OutputChecks.checkPaths(config)
         try OutputChecks.probe(config)
-        var outputLock: DirectoryLock?
+        var outputLock: LockFile?
         defer { withExtendedLifetime(outputLock) {} }  // held until the run returns, not only until its last use
         /// Creates and locks --output before anything is written into it.
         func openOutput() throws(TrainError) {
@@ -35,9 +35,9 @@ public final class Trainer {
             do {
                 try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
             } catch { throw .output(.cannotCreateDirectory(path: config.output, errno: errno)) }
-            do { outputLock = try DirectoryLock(directory: config.output) } catch { throw .outputLocked(error) }
+            do { outputLock = try LockFile(directory: config.output) } catch { throw .locked(what: "--output \(config.output)", error) }
             // Another run may have finished into it between the first check and the lock.
-            try OutputChecks.checkOutput(config.output, resuming: config.resume != nil)
+            try OutputChecks.checkOutput(config.output, resuming: OutputChecks.resumesInPlace(config))
             AtomicOutput.removeStalePartials(in: config.output) { $0.hasPrefix(TrainingCheckpoint.prefix) }
         }
         let modelDirectory = try ModelPreparation.prepare(config: config, beforeWriting: openOutput) { emit($0) }
@@ -92,7 +92,9 @@ public final class Trainer {
             emit(.notice("\(problem); nothing is planned to spill, so the run goes on (should memory run short, only weight pages can be given back)"))
         }
         try openOutput()
-        let metrics = try MetricsLog(path: config.metricsPath, truncateAfter: resumed?.state.step ?? 0)
+        // A pending step's line is written when its evaluation is finished (again, if a kill came between).
+        let metrics = try MetricsLog(path: config.metricsPath,
+                                     truncateAfter: resumed.map { $0.state.step - ($0.state.pendingEvaluation == nil ? 0 : 1) } ?? 0)
 
         // Load and lay out; what is resumed is verified finite as it is read.
         let weights: LlamaWeights
@@ -188,7 +190,11 @@ public final class Trainer {
             try metrics.append(figures)
             emit(.step(figures))
         }
-        if let pending = state.pendingEvaluation, !stopRequested { try finishStep(pending) }
+        if let pending = state.pendingEvaluation, !stopRequested {
+            try finishStep(pending)
+            // The checkpoint must not ask a later resume to finish it again.
+            if state.pendingEvaluation == nil { try saveCheckpoint() }
+        }
 
         while state.step < totalSteps && !stopRequested {
             let stepStart = Date()

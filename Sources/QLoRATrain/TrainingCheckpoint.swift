@@ -113,6 +113,7 @@ enum TrainingCheckpoint {
                      baseModel: String, keep: Int = 2) throws(TrainError) -> (path: String, replacedNewer: [String]) {
         let final = directory(output: output, step: state.step)
         let partial = AtomicOutput.partialDirectory(for: final)
+        let newer = list(output: output).filter { $0.step > state.step }
         do throws(TrainError) {
             do {
                 try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
@@ -125,6 +126,9 @@ enum TrainingCheckpoint {
                 try AtomicOutput.writeFile(partial + "/" + stateFile, state.json())
                 let files = try FileManager.default.contentsOfDirectory(atPath: partial)
                 try ChecksumManifest.write(directory: partial, names: files)
+                // Newer checkpoints go first: were they left while this one appears, a kill in
+                // between would leave them the newest, and a resume would take them.
+                for old in newer { try? AtomicOutput.remove(directory: old.path) }
                 try AtomicOutput.publish(partial: partial, output: final)
             } catch let error as FileError {
                 throw TrainError.output(error)
@@ -135,9 +139,7 @@ enum TrainingCheckpoint {
             try? FileManager.default.removeItem(atPath: partial)
             throw error
         }
-        let existing = list(output: output)
-        let newer = existing.filter { $0.step > state.step }
-        for old in existing.filter({ $0.step < state.step }).dropLast(keep - 1) + newer {
+        for old in list(output: output).filter({ $0.step < state.step }).dropLast(keep - 1) {
             try? AtomicOutput.remove(directory: old.path)
         }
         return (final, newer.map(\.path))
@@ -159,12 +161,24 @@ enum TrainingCheckpoint {
     /// every adapter value and optimizer moment finite (second moments not negative). A checkpoint
     /// of trainer-state version 1 has no manifest; the note says it was checked for values only.
     /// - Throws: `.checkpoint` naming the first damaged file.
+    /// - Throws: `.checkpoint` naming the first damaged file; `.output` when a file exists but
+    ///   cannot be read (permissions, I/O): that is not damage, and the checkpoint must not be passed over.
     static func verify(_ path: String) throws(TrainError) -> (state: TrainerState, note: String?) {
+        for name in files + [ChecksumManifest.fileName] where access(path + "/" + name, F_OK) == 0 && access(path + "/" + name, R_OK) != 0 {
+            throw .output(.cannotOpen(path: path + "/" + name, errno: errno))
+        }
         var note: String?
-        if FileManager.default.fileExists(atPath: path + "/" + ChecksumManifest.fileName)
-            || (try? TrainerState(path: path + "/" + stateFile))?.version != 1 {
-            do { try ChecksumManifest.verify(directory: path, required: files) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        if FileManager.default.fileExists(atPath: path + "/" + ChecksumManifest.fileName) {
+            do { try ChecksumManifest.verify(directory: path, required: files) } catch {
+                if case .damaged = error { throw .checkpoint(path: path, detail: "\(error)") }
+                throw .output(error)
+            }
         } else {
+            // Only trainer state version 1 (qlora-train 0.5) had no manifest; the state says which.
+            let state = try TrainerState(path: path + "/" + stateFile)
+            guard state.version == 1 else {
+                throw .checkpoint(path: path, detail: "\(path)/\(ChecksumManifest.fileName): damaged: missing, so the files beside it cannot be verified")
+            }
             note = "\(path) has no \(ChecksumManifest.fileName) (an earlier qlora-train wrote it): its values were checked finite, but a changed bit elsewhere would go unnoticed"
         }
         let state = try TrainerState(path: path + "/" + stateFile)
@@ -178,7 +192,10 @@ enum TrainingCheckpoint {
     /// mapping whose pages are given back tensor by tensor.
     private static func checkValues(_ path: String) throws(TrainError) {
         let file: SafetensorsFile
-        do { file = try SafetensorsFile(path: path) } catch { throw .checkpoint(path: path, detail: "\(error)") }
+        do { file = try SafetensorsFile(path: path) } catch {
+            if case .file(.cannotOpen(_, let code)) = error, code != ENOENT { throw .output(.cannotOpen(path: path, errno: code)) }
+            throw .checkpoint(path: path, detail: "\(error)")
+        }
         for tensor in file.tensors where tensor.dtype == .F32 {
             let values = file.data(of: tensor).bindMemory(to: Float.self, capacity: tensor.elementCount)
             defer { file.file.release(offset: tensor.fileOffset, count: tensor.byteCount) }
@@ -190,6 +207,13 @@ enum TrainingCheckpoint {
         }
     }
 
+    /// Whether `path` names a checkpoint directory (by its name or its files) rather than an output.
+    static func isCheckpointDirectory(_ path: String) -> Bool {
+        let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
+        return (name.hasPrefix(prefix) && Int(name.dropFirst(prefix.count)) != nil)
+            || [stateFile, ChecksumManifest.fileName].contains { FileManager.default.fileExists(atPath: path + "/" + $0) }
+    }
+
     /// The checkpoint to resume from, verified: `path` itself when it is a checkpoint directory,
     /// else the newest checkpoint in it (an output directory) that verifies. `notes` say which
     /// newer ones were passed over and why.
@@ -197,19 +221,17 @@ enum TrainingCheckpoint {
     static func open(_ path: String) throws(TrainError) -> (path: String, state: TrainerState, notes: [String]) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw .checkpoint(path: path, detail: "no such directory; --resume takes a checkpoint directory or the --output of an earlier run")
+            throw .checkpoint(path: path, detail: (FileManager.default.fileExists(atPath: path) ? "is a file" : "no such directory")
+                              + "; --resume takes a checkpoint directory or the --output of an earlier run")
         }
-        let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
-        let isCheckpoint = (name.hasPrefix(prefix) && Int(name.dropFirst(prefix.count)) != nil)
-            || [stateFile, ChecksumManifest.fileName].contains { FileManager.default.fileExists(atPath: path + "/" + $0) }
-        if isCheckpoint {
+        if isCheckpointDirectory(path) {
             do {
                 let (state, note) = try verify(path)
                 return (path, state, note.map { [$0] } ?? [])
-            } catch {
+            } catch .checkpoint(_, let detail) {
                 let parent = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
                 let older = list(output: parent).reversed().first { $0.path != path && (try? verify($0.path)) != nil }
-                throw .checkpoint(path: path, detail: "\(error); so it cannot be resumed from"
+                throw .checkpoint(path: path, detail: "\(pathMessage(path, detail)); so it cannot be resumed from"
                                   + (older.map { "; the checkpoint \($0.path) is intact: resume with --resume \($0.path)" } ?? ""))
             }
         }
@@ -218,8 +240,8 @@ enum TrainingCheckpoint {
             do {
                 let (state, note) = try verify(checkpoint.path)
                 return (checkpoint.path, state, notes + (note.map { [$0] } ?? []))
-            } catch {
-                notes.append("passed over \(checkpoint.path): \(error)")
+            } catch .checkpoint(_, let detail) {
+                notes.append("passed over \(checkpoint.path): \(pathMessage(checkpoint.path, detail))")
             }
         }
         guard notes.isEmpty else {

@@ -84,11 +84,7 @@ final class TrainingData {
     func trainBatch(position: Int, rows: Int) -> TokenBatch { train.batch(from: position, rows: rows) }
 
     /// Target tokens of the `rows` training sequences from `position`, without building the batch.
-    func trainTargetCount(position: Int, rows: Int) -> Int {
-        train.sequences(from: position, count: rows).reduce(0) { total, sequence in
-            total + sequence.targets.reduce(0) { $0 + ($1 == TokenBatch.ignore ? 0 : 1) }
-        }
-    }
+    func trainTargetCount(position: Int, rows: Int) -> Int { train.targetCount(from: position, count: rows) }
 
     /// Mean cross-entropy over every target token of the validation sequences (token-weighted),
     /// in batches of the model's rows (the last filled with rows that have no target); nil when

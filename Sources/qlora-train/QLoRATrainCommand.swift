@@ -35,8 +35,8 @@ struct QLoRATrainCommand: ParsableCommand {
         if runOptions.maxSteps != nil && runOptions.epochs != nil { throw ValidationError("Pass --max-steps or --epochs, not both.") }
         if runOptions.batchSize < 1 || runOptions.gradAccum < 1 { throw ValidationError("--batch-size and --grad-accum must be at least 1.") }
         // Upper limits far beyond what a CPU trains, so that no size computed from them overflows.
-        if runOptions.batchSize > Self.maxRows || runOptions.gradAccum > Self.maxRows {
-            throw ValidationError("--batch-size and --grad-accum must be at most \(Self.maxRows).")
+        if runOptions.batchSize > Self.maxRows || runOptions.gradAccum > Self.maxRows || runOptions.batchSize * runOptions.gradAccum > Self.maxRowsPerStep {
+            throw ValidationError("--batch-size and --grad-accum must be at most \(Self.maxRows), and their product at most \(Self.maxRowsPerStep).")
         }
         if runOptions.seqLen < 2 || runOptions.seqLen > Self.maxSeqLen { throw ValidationError("--seq-len must be between 2 and \(Self.maxSeqLen).") }
         if lora.loraR > Self.maxRank { throw ValidationError("--lora-r must be at most \(Self.maxRank).") }
@@ -51,7 +51,9 @@ struct QLoRATrainCommand: ParsableCommand {
         if model.chatTemplate != "auto" && ChatTemplate(rawValue: model.chatTemplate) == nil {
             throw ValidationError("--chat-template must be auto, \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
-        if parseByteSize(memory.memBudget) == nil { throw ValidationError("--mem-budget '\(memory.memBudget)' is not a size like 2GiB or 800MiB.") }
+        if parseByteSize(memory.memBudget) == nil {
+            throw ValidationError("--mem-budget '\(memory.memBudget)' is not a size like 2GiB or 800MiB (or is beyond 8 EiB).")
+        }
         if let bytes = memory.optimResidentBytes {
             guard let value = parseByteSize(bytes) else { throw ValidationError("--optim-resident-bytes '\(bytes)' is not a size like 64MiB.") }
             let minimum = MemoryPlanner.minimumOptimizerResidentBytes
@@ -63,6 +65,9 @@ struct QLoRATrainCommand: ParsableCommand {
         if !(optim.lr > 0 && optim.lr.isFinite) { throw ValidationError("--lr must be a positive number.") }
         if optim.warmupSteps < 0 || !(optim.weightDecay >= 0 && optim.weightDecay.isFinite) || !(optim.maxGradNorm >= 0 && optim.maxGradNorm.isFinite) {
             throw ValidationError("--warmup-steps, --weight-decay and --max-grad-norm must be numbers, not negative.")
+        }
+        if optim.lr * optim.weightDecay >= 1 {
+            throw ValidationError("--lr x --weight-decay must be below 1: each step multiplies the weights by 1 - lr x weight decay.")
         }
         if !(0..<1).contains(model.validFraction) { throw ValidationError("--valid-fraction must be in [0, 1).") }
         _ = try lora.targets()
@@ -109,6 +114,7 @@ struct QLoRATrainCommand: ParsableCommand {
     }
 
     static let maxRows = 65_536
+    static let maxRowsPerStep = 1 << 20
     static let maxSeqLen = 262_144
     static let maxRank = 4_096
 

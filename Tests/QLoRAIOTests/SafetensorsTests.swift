@@ -24,7 +24,7 @@ struct SafetensorsTests {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/x.safetensors"
         _ = try writeSample(path)
-        #expect(!FileManager.default.fileExists(atPath: path + ".partial"))
+        #expect(!FileManager.default.fileExists(atPath: AtomicOutput.partialFile(for: path)))
         let file = try SafetensorsFile(path: path)
         #expect(file.metadata == ["format": "pt"])
         #expect(file.tensors.map(\.name) == ["a.weight", "b", "late"])

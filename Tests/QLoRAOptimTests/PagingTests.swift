@@ -230,7 +230,7 @@ func mappingRSS(_ address: UnsafeMutableRawPointer) -> Int? {
     try run(first, &parameters, 1...6)
     let checkpoint = directory.path + "/optimizer.safetensors"
     try first.save(to: checkpoint, metadata: ["note": "test"])
-    #expect(!FileManager.default.fileExists(atPath: checkpoint + ".partial"))
+    #expect(!FileManager.default.fileExists(atPath: AtomicOutput.partialFile(for: checkpoint)))
     let resumed = try makeOptimizer(4096, nil)
     let metadata = try resumed.restore(from: checkpoint)
     #expect(resumed.stepCount == 6 && metadata["note"] == "test")

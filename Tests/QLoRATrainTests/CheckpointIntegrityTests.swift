@@ -176,7 +176,7 @@ func aCheckpointHoldingANaNIsRefused(where place: String) throws {
     _ = try run(config, notices: &notices)
     #expect(notices.contains { $0.contains("passed over \(out)/checkpoint-5") && $0.contains("optimizer.safetensors") }, "\(notices)")
     #expect(!FileManager.default.fileExists(atPath: leftover), "the stale removal was cleaned up")
-    let hidden = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") && $0 != DirectoryLock.fileName }
+    let hidden = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") && $0 != LockFile.directoryLockName }
     #expect(hidden.isEmpty, "\(hidden)")
 }
 

@@ -30,9 +30,9 @@ private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: 
     try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
     do {
         // This process plays the first run: it holds the lock.
-        let first = try DirectoryLock(directory: config.output)
+        let first = try LockFile(directory: config.output)
         let (error, _) = failingRun(config)
-        #expect("\(error.map { "\($0)" } ?? "no error")".contains("process \(getpid()) is already writing into this directory"))
+        #expect("\(error.map { "\($0)" } ?? "no error")".contains("--output \(config.output): process \(getpid()) is already writing it"))
         #expect(TrainingCheckpoint.list(output: config.output).isEmpty)
         withExtendedLifetime(first) {}
     }
@@ -40,8 +40,8 @@ private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: 
     // output is free; and this run holds the lock to its end.
     var lockedDuringRun = 0
     _ = try Trainer(config: config).run { event in
-        if case .step = event, (try? DirectoryLock(directory: config.output)) == nil { lockedDuringRun += 1 }
-        if case .finished = event, (try? DirectoryLock(directory: config.output)) == nil { lockedDuringRun += 1 }
+        if case .step = event, (try? LockFile(directory: config.output)) == nil { lockedDuringRun += 1 }
+        if case .finished = event, (try? LockFile(directory: config.output)) == nil { lockedDuringRun += 1 }
         return .continue
     }
     #expect(lockedDuringRun == 3)
@@ -52,9 +52,9 @@ private func failingRun(_ config: TrainConfig) -> (error: TrainError?, planned: 
     let directory = try TemporaryDirectory()
     let config = try config(directory.path, steps: 1)
     try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
-    try Data("4194305\n".utf8).write(to: URL(fileURLWithPath: config.output + "/" + DirectoryLock.fileName))
+    try Data("4194305\n".utf8).write(to: URL(fileURLWithPath: config.output + "/" + LockFile.directoryLockName))
     _ = try Trainer(config: config).run { _ in .continue }
-    #expect(String(decoding: bytes(config.output + "/" + DirectoryLock.fileName), as: UTF8.self) == "\(getpid())\n")
+    #expect(String(decoding: bytes(config.output + "/" + LockFile.directoryLockName), as: UTF8.self) == "\(getpid())\n")
 }
 
 /// Places that cannot take a file are found before any weight is loaded (before the plan), each
@@ -226,6 +226,8 @@ func aStopInsideAStepSavesTheLastCompleteStep(phase: TrainProgress.Phase) throws
     (["--weight-decay", "-0.1"], "--weight-decay"),
     (["--optim-resident-bytes", "0"], "--optim-resident-bytes must be at least 4MiB"),
     (["--batch-size", "9223372036854775807", "--grad-accum", "2"], "--batch-size and --grad-accum must be at most"),
+    (["--batch-size", "65536", "--grad-accum", "65536"], "their product at most"),
+    (["--weight-decay", "1e308"], "--lr x --weight-decay must be below 1"),
     (["--seq-len", "9223372036854775807"], "--seq-len must be between 2 and"),
     (["--lora-r", "9223372036854775807"], "--lora-r must be at most"),
     (["--lr", "1e39"], "--lr must be a positive number a Float holds"),
@@ -329,7 +331,7 @@ func outputsNeverLandOnInputs(case name: String) throws {
         #expect {
             _ = try MetricsLog(path: path, truncateAfter: 0)
         } throws: { error in
-            "\(error)".contains("--metrics \(path): another process is writing it")
+            "\(error)".contains("--metrics \(path): process \(getpid()) is already writing it")
         }
         withExtendedLifetime(first) {}
     }
@@ -390,4 +392,89 @@ func aStopDuringAnEvaluationIsFinishedOnResume(step stopStep: Int) throws {
     #expect(evalLosses(straight.path + "/metrics.jsonl") == evalLosses(config.metricsPath!))
     #expect(String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n").count == 8)
     #expect(bytes(straight.path + "/out/adapter_model.safetensors") == bytes(config.output + "/adapter_model.safetensors"))
+    // Extended later, the finished evaluation is not done (and written) a second time.
+    config.maxSteps = 10
+    _ = try Trainer(config: config).run { _ in .continue }
+    let steps = String(decoding: bytes(config.metricsPath!), as: UTF8.self).split(separator: "\n")
+        .map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
+    #expect(steps == Array(1...10))
+}
+
+/// `--resume` keeps the output checks: resuming another run's checkpoint into an output holding a
+/// third run's results, or into the resumed checkpoint itself, is refused (issue 11 review: both
+/// were overwritten); into a fresh output it continues there.
+@Test func resumingIntoAnotherOutputKeepsItsChecks() throws {
+    let directory = try TemporaryDirectory()
+    var first = try config(directory.path, steps: 2)
+    first.output = directory.path + "/first"
+    _ = try Trainer(config: first).run { _ in .continue }
+    var other = first
+    other.output = directory.path + "/other"
+    other.metricsPath = nil
+    _ = try Trainer(config: other).run { _ in .continue }
+    let otherAdapter = bytes(other.output + "/adapter_model.safetensors")
+    var resumed = first
+    resumed.resume = first.output + "/checkpoint-2"
+    resumed.maxSteps = 3
+    resumed.metricsPath = nil
+    for (output, expected) in [(other.output, "already holds checkpoints"), (first.output + "/checkpoint-2", "--resume checkpoint")] {
+        resumed.output = output
+        let (error, planned) = failingRun(resumed)
+        #expect("\(error.map { "\($0)" } ?? "no error")".contains(expected), "\(error.map { "\($0)" } ?? "no error")")
+        #expect(!planned)
+    }
+    #expect(bytes(other.output + "/adapter_model.safetensors") == otherAdapter)
+    _ = try TrainingCheckpoint.verify(first.output + "/checkpoint-2")
+    resumed.output = directory.path + "/fresh"
+    let summary = try Trainer(config: resumed).run { _ in .continue }
+    #expect(!summary.interrupted && TrainingCheckpoint.list(output: resumed.output).map(\.step) == [3])
+}
+
+/// --metrics may not land in the checkpoint being resumed or inside a checkpoint directory, and
+/// the temporary name of a rewritten file never takes a user's file (`d.partial` beside `d`).
+@Test func metricsStayOutOfCheckpointsAndTemporaryNamesOutOfUserFiles() throws {
+    let directory = try TemporaryDirectory()
+    var config = try config(directory.path, steps: 2)
+    _ = try Trainer(config: config).run { _ in .continue }
+    config.resume = config.output
+    config.maxSteps = 3
+    for metrics in [config.output + "/checkpoint-2/trainer_state.json", config.output + "/checkpoint-3/metrics.jsonl"] {
+        config.metricsPath = metrics
+        let (error, _) = failingRun(config)
+        let text = error.map { "\($0)" } ?? "no error"
+        #expect(text.contains("--metrics \(metrics)"), "\(text)")
+    }
+    _ = try TrainingCheckpoint.verify(config.output + "/checkpoint-2")
+    let data = bytes(config.trainData)
+    try FileManager.default.copyItem(atPath: config.trainData, toPath: directory.path + "/d.partial")
+    config.trainData = directory.path + "/d.partial"
+    config.metricsPath = directory.path + "/d"
+    config.resume = nil
+    config.output = directory.path + "/out2"
+    _ = try Trainer(config: config).run { _ in .continue }
+    #expect(bytes(directory.path + "/d.partial") == data)
+}
+
+/// The output's lock never writes through a symbolic link planted in its place.
+@Test func aSymlinkedLockFileIsNotWrittenThrough() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path, steps: 1)
+    try FileManager.default.createDirectory(atPath: config.output, withIntermediateDirectories: true)
+    try Data("precious\n".utf8).write(to: URL(fileURLWithPath: directory.path + "/victim.txt"))
+    try FileManager.default.createSymbolicLink(atPath: config.output + "/" + LockFile.directoryLockName, withDestinationPath: directory.path + "/victim.txt")
+    let (error, _) = failingRun(config)
+    #expect(error != nil)
+    #expect(String(decoding: bytes(directory.path + "/victim.txt"), as: UTF8.self) == "precious\n")
+}
+
+/// A step's target count, taken without building its rows, equals the built rows' across epochs.
+@Test func aStepsTargetsAreCountedWithoutBuildingItsRows() throws {
+    let directory = try TemporaryDirectory()
+    let config = try config(directory.path)
+    let data = try TrainingData.load(config: config, modelDirectory: modelDirectory, vocabularySize: 256)
+    let rows = data.trainSequenceCount
+    for (position, count) in [(0, 1), (3, rows), (rows - 1, 2 * rows + 5), (5 * rows + 2, 7)] {
+        let built = data.train.sequences(from: position, count: count).reduce(0) { $0 + $1.targets.filter { $0 != -100 }.count }
+        #expect(data.trainTargetCount(position: position, rows: count) == built, "position \(position), \(count) rows")
+    }
 }

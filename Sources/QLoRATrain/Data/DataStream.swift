@@ -12,6 +12,8 @@ public struct DataStream: Sendable {
     public let shuffle: Bool
     /// Examples packed into `sequences`.
     public let exampleCount: Int
+    /// Positions with a loss in each of `sequences`.
+    private let targetCounts: [Int]
 
     /// Shuffles `examples` with `seed` (unless `shuffle` is off), then packs them with `packer`.
     /// - Precondition: `examples` is not empty and fits the packer (see `SequencePacker.pack`).
@@ -23,6 +25,7 @@ public struct DataStream: Sendable {
         self.seed = seed
         self.shuffle = shuffle
         exampleCount = examples.count
+        targetCounts = sequences.map { sequence in sequence.targets.reduce(0) { $0 + ($1 == TokenBatch.ignore ? 0 : 1) } }
     }
 
     /// Rows per epoch.
@@ -32,6 +35,21 @@ public struct DataStream: Sendable {
     /// epoch), the identity when `shuffle` is off.
     public func order(epoch: Int) -> [Int] {
         shuffle ? seededPermutation(count: count, seed: seed, stream: .epoch(epoch)) : Array(0..<count)
+    }
+
+    /// Target tokens of the `rows` rows from global `position` on, without building them (a step
+    /// may hold far more rows than one micro-batch).
+    public func targetCount(from position: Int, count rows: Int) -> Int {
+        precondition(position >= 0 && rows >= 0)
+        var total = 0, epoch = -1, order: [Int] = []
+        for p in position..<position + rows {
+            if p / count != epoch {
+                epoch = p / count
+                order = self.order(epoch: epoch)
+            }
+            total += targetCounts[order[p % count]]
+        }
+        return total
     }
 
     /// The `count` rows from global `position` on, running into the next epochs as needed.
