@@ -126,7 +126,7 @@ public enum Converter {
         try AtomicOutput.writeFile(partial + "/config.json", outputConfig(source.config, encoding: source.outputEncoding))
         for (name, bytes) in try source.auxiliaryFiles() { try AtomicOutput.writeFile(partial + "/" + name, bytes) }
         summary.bytesOut = directorySize(partial)
-        try AtomicOutput.publish(partial: partial, output: output)
+        try AtomicOutput.publish(partial: partial, output: output, replace: options.force)
         completed = true
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         return summary

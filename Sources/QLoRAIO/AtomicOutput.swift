@@ -46,9 +46,17 @@ public enum AtomicOutput {
     }
 
     /// Renames the finished `partial` directory to `output`. An existing `output` is replaced
-    /// only now, so until this returns the old one is intact.
-    public static func publish(partial: String, output: String) throws(FileError) {
+    /// only now, so until this returns the old one is intact; without `replace`, an `output` that
+    /// appeared meanwhile (another process's) is an error, checked by the rename itself.
+    public static func publish(partial: String, output: String, replace: Bool = true) throws(FileError) {
         syncDirectory(partial)
+        if !replace {
+            guard renameNoReplace(partial, output) == 0 else {
+                throw errno == EEXIST || errno == ENOTEMPTY ? .alreadyExists(path: output) : .cannotWrite(path: output, errno: errno)
+            }
+            syncDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
+            return
+        }
         var retired: String?
         if FileManager.default.fileExists(atPath: output) {
             let old = partial.replacingOccurrences(of: ".partial-", with: ".replaced-")
@@ -86,6 +94,22 @@ public enum AtomicOutput {
         guard fd >= 0 else { throw .cannotWrite(path: directory, errno: errno) }
         close(fd)
         unlink(probe)
+    }
+
+    /// rename(2) that fails with EEXIST rather than replace `to` (renameat2 with RENAME_NOREPLACE;
+    /// Swift's Glibc module leaves it out, so it is looked up by name).
+    static func renameNoReplace(_ from: String, _ to: String) -> Int32 {
+        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+        guard let symbol = dlsym(nil, "renameat2") else {
+            // Before glibc 2.28: a check, then rename (a race remains there).
+            if access(to, F_OK) == 0 {
+                errno = EEXIST
+                return -1
+            }
+            return rename(from, to)
+        }
+        let renameNoReplaceFlag: UInt32 = 1  // RENAME_NOREPLACE
+        return unsafeBitCast(symbol, to: RenameAt2.self)(AT_FDCWD, from, AT_FDCWD, to, renameNoReplaceFlag)
     }
 
     public static func syncDirectory(_ path: String) {

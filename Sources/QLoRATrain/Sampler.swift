@@ -28,13 +28,15 @@ final class Sampler {
     }
 
     /// The greedy continuation of `prompt` (chat-templated when the model has a template), up to
-    /// the end-of-turn token, `maxTokens` or the row's end.
-    func answer(_ prompt: String) -> String {
+    /// the end-of-turn token, `maxTokens`, the row's end, or `proceed(tokens so far)` answering
+    /// false (asked before each token; nil is returned then).
+    func answer(_ prompt: String, proceed: (Int) -> Bool = { _ in true }) -> String? {
         let T = model.dims.T, V = model.dims.V
         var tokens = data.promptTokens(prompt)
         guard !tokens.isEmpty, tokens.count < T else { return "(the prompt is empty or longer than the sampler's \(T) tokens)" }
         let start = tokens.count
         while tokens.count < T && tokens.count - start < maxTokens {
+            guard proceed(tokens.count - start) else { return nil }
             let row = tokens + [Int32](repeating: 0, count: T - tokens.count)
             let batch = TokenBatch(batch: 1, seqLen: T, tokens: row, targets: [Int32](repeating: TokenBatch.ignore, count: T))
             logits.withUnsafeMutableBufferPointer { model.logits(batch, rows: tokens.count - 1..<tokens.count, into: $0.baseAddress!) }

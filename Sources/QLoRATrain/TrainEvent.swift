@@ -58,6 +58,8 @@ public struct TrainProgress: Sendable {
         case layers = "layer pass"
         /// Validation batches done.
         case evaluation
+        /// Tokens of a sample answer made.
+        case sampling = "sample token"
     }
     public var phase: Phase
     /// The optimizer step being computed (micro-batches, layers) or evaluated after.

@@ -122,6 +122,16 @@ public final class Trainer {
         model.layerDone = { [governor, weights] layer in if governor.releaseWeightPages { weights.releaseLayer(layer) } }
         let sampler = inputs.sampleSeqLen.map { Sampler(weights: weights, adapters: adapters, seqLen: $0, data: data, maxTokens: config.sampleTokens) }
         sampler?.model.layerDone = model.layerDone
+        /// The sample answers of `phase`, until a stop.
+        func sample(_ sampler: Sampler, phase: SamplePhase) {
+            for prompt in config.samplePrompts where !stopRequested {
+                let answer = sampler.answer(prompt) { tokens in
+                    emit(.progress(TrainProgress(phase: .sampling, step: state.step, done: tokens, total: config.sampleTokens)))
+                    return !stopRequested
+                }
+                if let answer { emit(.sample(phase: phase, prompt: prompt, answer: answer)) }
+            }
+        }
 
         var state = resumed?.state ?? TrainerState(step: 0, totalSteps: totalSteps, dataPosition: 0, seed: config.seed, choices: choices,
                                                    settings: settings, evalLosses: [:])
@@ -130,7 +140,7 @@ public final class Trainer {
         state.settings = settings
         if let resumed { emit(.resumed(step: state.step, checkpoint: resumed.path)) }
         if resumed == nil, !stopRequested, let sampler {
-            for prompt in config.samplePrompts { emit(.sample(phase: .before, prompt: prompt, answer: sampler.answer(prompt))) }
+            sample(sampler, phase: .before)
         }
         // The newest checkpoint known whole: verified when resumed from, or written (from finite values) by this run.
         var lastCheckpoint = resumed?.path
@@ -256,7 +266,7 @@ public final class Trainer {
             // Checked finite when its checkpoint was saved just before.
             do { try adapters.savePEFT(directory: config.output, baseModel: modelDirectory) } catch { throw .output(error) }
             if let sampler {
-                for prompt in config.samplePrompts { emit(.sample(phase: .after, prompt: prompt, answer: sampler.answer(prompt))) }
+                sample(sampler, phase: .after)
             }
         }
         summary.interrupted = !finished

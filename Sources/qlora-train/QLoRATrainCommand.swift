@@ -138,8 +138,9 @@ struct QLoRATrainCommand: ParsableCommand {
         }
     }
 
-    /// A stopped run exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM); one
-    /// whose peak RSS went over the budget with `budgetExceededStatus`, saying so; nil: success.
+    /// A stopped run exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), also
+    /// when the signal came after the last step; one whose peak RSS went over the budget with
+    /// `budgetExceededStatus`, saying so; nil: success.
     static func exitStatus(_ summary: TrainSummary, signal: Int32?) -> Int32? {
         if summary.budgetExceeded {
             let needed = (summary.peakRSSBytes + (1 << 20) - 1) >> 20
@@ -148,7 +149,9 @@ struct QLoRATrainCommand: ParsableCommand {
                 + "--mem-budget \(needed)MiB or more (and the plan above underestimated it: please report it)\n").utf8))
             return budgetExceededStatus
         }
-        if summary.interrupted { return 128 + (signal ?? SIGINT) }
+        // A signal ends the run early even when only the answers after training were left.
+        if let signal { return 128 + signal }
+        if summary.interrupted { return 128 + SIGINT }
         return nil
     }
 

@@ -110,7 +110,7 @@ final class InterruptFlag: @unchecked Sendable {
                     return received != nil
                 }
                 if again { exit(128 + signalNumber) }
-                FileHandle.standardError.write(Data("\nqlora-train: stopping after this micro-batch and saving the last complete step (Ctrl-C again to quit now)\n".utf8))
+                FileHandle.standardError.write(Data("\nqlora-train: stopping; the step under way is dropped and the last complete one saved (Ctrl-C again to quit now)\n".utf8))
             }
             source.resume()
             sources.append(source)
