@@ -1,4 +1,4 @@
-// Reads a JSONL training-data file into tokenized examples, streaming it through a memory map: one
+// Reads a JSONL training-data file into tokenized examples, streaming it a line at a time: one
 // JSON object per line, blank lines skipped, bad rows collected with their line numbers, files that
 // are not UTF-8 text refused. Leaves out packing and ordering (DataStream).
 #if canImport(Glibc)
@@ -48,34 +48,28 @@ public struct DatasetReader: Sendable {
 
     /// The examples of the JSONL file at `path`, in file order.
     ///
-    /// The file is memory-mapped and read line by line, its pages given back every `releaseBytes`
-    /// as lines are done: besides the examples, only the row being parsed (its bytes and values)
-    /// and less than `releaseBytes` of rows before it stay in memory. A UTF-8 byte-order mark at
-    /// the start is skipped.
+    /// The file is read a line at a time (`LineReader`): besides the examples, only the row being
+    /// parsed (its bytes and values) and a chunk of the file are in memory. A UTF-8 byte-order mark
+    /// at the start is skipped.
     /// - Throws: `DataError.unreadable`, `.isDirectory`, `.notRegularFile` or `.notUTF8` for a path
     ///   that is not a UTF-8 text file; `.badRows` (without `skipBadRows`) listing every bad row;
     ///   `.noExamples` when none is left; `.noTokenizer`, `.noEOSToken` or `.chatTemplate` when a
     ///   row's form needs what the model lacks.
     public func read(_ path: String) throws(DataError) -> Dataset {
-        let file = try Self.map(path)
-        let bytes = UnsafeRawBufferPointer(start: file.base, count: file.size)
-        if let encoding = Self.wideEncoding(of: bytes) { throw .notUTF8(path: path, encoding: encoding) }
+        let file = try Self.open(path)
+        let head: [UInt8]
+        do { head = try file.head(4) } catch { throw .unreadable(path: path, reason: Self.reason(error)) }
+        if let encoding = Self.wideEncoding(of: head) { throw .notUTF8(path: path, encoding: encoding) }
+        if head.starts(with: [0xEF, 0xBB, 0xBF]) { file.skip(3) }
         var dataset = Dataset(path: path)
         var bad: [BadRow] = []
         var fileForm: (form: ExampleEncoder.Form, line: Int)?
-        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
-        var released = 0
         var line = 0
-        while start < bytes.count {
+        while true {
+            let next: UnsafeRawBufferPointer?
+            do { next = try file.nextLine() } catch { throw .unreadable(path: path, reason: Self.reason(error)) }
+            guard let row = next else { break }
             line += 1
-            let end = memchr(bytes.baseAddress! + start, Int32(UInt8(ascii: "\n")), bytes.count - start)
-                .map { UnsafeRawPointer($0) - bytes.baseAddress! } ?? bytes.count
-            let row = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
-            start = end + 1
-            if start - released >= Self.releaseBytes {
-                file.release(offset: released, count: min(start, bytes.count) - released)
-                released = start
-            }
             guard row.contains(where: { !Self.isBlank($0) }) else { continue }
             dataset.rows += 1
             do throws(RowError) {
@@ -134,8 +128,8 @@ public struct DatasetReader: Sendable {
         return object
     }
 
-    /// The file at `path` mapped, once it is known to be a regular file.
-    private static func map(_ path: String) throws(DataError) -> MappedFile {
+    /// A reader of the file at `path`, once it is known to be a regular file.
+    private static func open(_ path: String) throws(DataError) -> LineReader {
         var info = stat()
         guard stat(path, &info) == 0 else { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
         switch info.st_mode & S_IFMT {
@@ -147,20 +141,19 @@ public struct DatasetReader: Sendable {
         case S_IFSOCK: throw .notRegularFile(path: path, kind: "a socket")
         default: throw .notRegularFile(path: path, kind: "a special file")
         }
-        do {
-            return try MappedFile(path: path)
-        } catch {
-            switch error {
-            case .cannotOpen(_, let code), .cannotMap(_, let code): throw .unreadable(path: path, reason: String(cString: strerror(code)))
-            default: throw .unreadable(path: path, reason: error.description)
-            }
-        }
+        do { return try LineReader(path: path) } catch { throw .unreadable(path: path, reason: reason(error)) }
+    }
+
+    /// The system's words for a read failure.
+    private static func reason(_ error: FileError) -> String {
+        if case .cannotOpen(_, let code) = error { return String(cString: strerror(code)) }
+        return error.description
     }
 
     /// "UTF-16" or "UTF-32" (with the byte order when there is no byte-order mark) when the file
     /// starts like JSON text in that encoding, as RFC 4627 §3 tells them apart: by its byte-order
     /// mark, or by the NUL bytes around the ASCII of the first character. Nil otherwise.
-    private static func wideEncoding(of bytes: UnsafeRawBufferPointer) -> String? {
+    private static func wideEncoding(of bytes: [UInt8]) -> String? {
         let head = (0..<4).map { $0 < bytes.count ? Int(bytes[$0]) : -1 }  // -1: past the end
         let ascii = 1...0x7F
         switch (head[0], head[1], head[2], head[3]) {
@@ -173,9 +166,6 @@ public struct DatasetReader: Sendable {
         default: return nil
         }
     }
-
-    /// How many bytes of read lines are given back to the kernel at a time.
-    private static let releaseBytes = 1 << 20
 
     /// JSON whitespace (a line of only these is skipped).
     private static func isBlank(_ byte: UInt8) -> Bool {
