@@ -1,7 +1,8 @@
 // Streaming safetensors writer: tensor sizes are declared up front so each tensor's data can be
 // written at its final offset as it is produced; small variable-size tensors (JSON blobs) go after
 // them. The header is written last into space reserved at the start, padded with spaces (allowed
-// by the format). Data goes to a hidden partial name and is renamed into place after fsync.
+// by the format). Data goes to a hidden partial name and is renamed into place after fsync; errors
+// name the file being written, not the partial name.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -54,7 +55,7 @@ public final class SafetensorsWriter {
         let plannedHeader = Self.headerJSON(entries: planned.map { ($0.name, $0.dtype, $0.shape, offsets[$0.name]!, offsets[$0.name]! + $0.byteCount) }, metadata: ["format": "pt"]).count
         reservedHeader = (plannedHeader + lateReserve + 256 + 7) / 8 * 8
         fd = open(partialPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .cannotWrite(path: partialPath, errno: errno) }
+        guard fd >= 0 else { throw .cannotWrite(path: path, errno: errno) }
     }
 
     deinit {
@@ -93,7 +94,7 @@ public final class SafetensorsWriter {
         prefix += header
         try writeArray(prefix, at: 0)
         // A file of planned tensors never written would read back as zeros: make its size exact.
-        guard ftruncate(fd, off_t(dataStart + lateEnd)) == 0, fsync(fd) == 0 else { throw .cannotWrite(path: partialPath, errno: errno) }
+        guard ftruncate(fd, off_t(dataStart + lateEnd)) == 0, fsync(fd) == 0 else { throw .cannotWrite(path: path, errno: errno) }
         close(fd)
         finished = true
         guard rename(partialPath, path) == 0 else {
@@ -105,12 +106,12 @@ public final class SafetensorsWriter {
 
     private func writeFully(_ bytes: UnsafeRawPointer, count: Int, at offset: Int) throws(FileError) {
         let code = pwriteFully(fd, bytes, count: count, at: offset)
-        if code != 0 { throw .cannotWrite(path: partialPath, errno: code) }
+        if code != 0 { throw .cannotWrite(path: path, errno: code) }
     }
 
     private func writeArray(_ bytes: [UInt8], at offset: Int) throws(FileError) {
         let code = bytes.withUnsafeBytes { pwriteFully(fd, $0.baseAddress!, count: $0.count, at: offset) }
-        if code != 0 { throw .cannotWrite(path: partialPath, errno: code) }
+        if code != 0 { throw .cannotWrite(path: path, errno: code) }
     }
 
     /// The header JSON (keys in the given order, `__metadata__` first, compact like safetensors').

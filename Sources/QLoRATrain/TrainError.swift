@@ -13,6 +13,8 @@ public enum TrainError: Error, CustomStringConvertible {
     /// Something other than the training loss became NaN or infinite (`what`: "the eval loss",
     /// an adapter tensor, the optimizer state); nothing of that step was saved.
     case nonFinite(what: String, step: Int, lastCheckpoint: String?)
+    /// Checkpoint `step` could not be written (`reason`: a full disk, ...); nothing of it remains.
+    case saveFailed(step: Int, reason: String, lastCheckpoint: String?)
     /// Another process is writing `what` (the flag and its path).
     case locked(what: String, LockError)
     case optimizer(OptimizerError)
@@ -36,6 +38,9 @@ public enum TrainError: Error, CustomStringConvertible {
             return "the loss became NaN or infinite at step \(step)" + Self.lastGood(checkpoint)
         case .nonFinite(let what, let step, let checkpoint):
             return "\(what) became NaN or infinite at step \(step); nothing of this step was saved" + Self.lastGood(checkpoint)
+        case .saveFailed(let step, let reason, let checkpoint):
+            let keep = checkpoint.map { "; the last good checkpoint is \($0) (resume with --resume \($0))" } ?? "; no checkpoint was saved yet"
+            return "the checkpoint of step \(step) could not be saved: \(reason)\(keep)"
         case .locked(let what, let error):
             return "\(what): \(error)"
         case .optimizer(let error):

@@ -180,6 +180,10 @@ public final class Trainer {
                 }
             } catch .optimizer(.nonFiniteState(let detail)) {
                 throw .nonFinite(what: "the optimizer state (\(detail))", step: state.step, lastCheckpoint: lastCheckpoint)
+            } catch .output(let error) {
+                throw .saveFailed(step: state.step, reason: error.description, lastCheckpoint: lastCheckpoint)
+            } catch .optimizer(.checkpoint(let path, let detail)) {
+                throw .saveFailed(step: state.step, reason: pathMessage(path, detail), lastCheckpoint: lastCheckpoint)
             }
             savedStep = state.step
             emit(.saved(step: state.step, path: lastCheckpoint!))
