@@ -65,7 +65,7 @@ func trainFixtureModel(steps: Int, pageBytes: Int, residentBytes: Int?, evictAft
     let pages = (resident.moments.count * 4 + 4095) / 4096
     #expect(pages > 3, "the state must span several pages")
     #expect(statistics.pagesSpilled >= steps * pages && statistics.pagesRestored >= (steps - 1) * pages, "\(statistics)")
-    #expect(statistics.compressedPages + statistics.rawPages > 0 && statistics.stallSeconds >= 0)
+    #expect(statistics.compressedPages + statistics.rawPages > 0)
 }
 
 /// A flat state with gaps (frozen ranges) and gradients that leave some pages all zero.

@@ -87,14 +87,15 @@ func refusalNamesTheSmallestBudgetThatFits(model: String) throws {
     let activations = demo.components.first { $0.name == "activations" }!.bytes
     let whole = LlamaModel.layoutBytes(shape: inputs.shape, lora: inputs.lora, options: ModelLayoutOptions(batch: 4, seqLen: 256)).activations
     #expect(activations * 2 <= whole)
-    // Checkpointing forbidden at that budget: refused, and the hint says to allow it.
+    // Checkpointing forbidden: at 1 GiB micro-batches make it fit; at 450 MiB, where a checkpointed
+    // plan fits, it is refused and the hint says to allow checkpointing.
     let forbidden = try smolInputs(checkpointing: false)
-    let refused = MemoryPlanner.plan(forbidden, budget: 1 << 30)
-    if !refused.fits {
-        #expect(MemoryPlanner.hint(refused, inputs: forbidden).contains("--gradient-checkpointing"))
-    } else {
-        #expect(refused.choices.microBatch < 4, "without checkpointing, 1 GiB needs micro-batches")
-    }
+    let withMicroBatches = MemoryPlanner.plan(forbidden, budget: 1 << 30)
+    #expect(withMicroBatches.fits && withMicroBatches.choices.microBatch < 4, "without checkpointing, 1 GiB needs micro-batches")
+    #expect(MemoryPlanner.plan(inputs, budget: 450 << 20).fits)
+    let refused = MemoryPlanner.plan(forbidden, budget: 450 << 20)
+    #expect(!refused.fits)
+    #expect(MemoryPlanner.hint(refused, inputs: forbidden).contains("--gradient-checkpointing"))
 }
 
 @Test func optimizerGetsWhatTheRestLeaves() throws {
