@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // swift-qlora: QLoRA fine-tuning on CPUs with a hard RAM budget.
-// Dependencies flow one way: C shims -> Kernels -> IO -> Quant -> Convert -> commands.
+// Dependencies flow one way: C shims -> Kernels -> IO -> Quant -> Model -> (Convert, Optim) -> Train -> commands.
 import PackageDescription
 
 let package = Package(
@@ -9,6 +9,11 @@ let package = Package(
         .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "qlora-eval", targets: ["qlora-eval"]),
         .executable(name: "qlora-train", targets: ["qlora-train"]),
+        // Every module whose types the public API of another exposes.
+        .library(name: "QLoRAKernels", targets: ["QLoRAKernels"]),
+        .library(name: "QLoRAIO", targets: ["QLoRAIO"]),
+        .library(name: "QLoRAQuant", targets: ["QLoRAQuant"]),
+        .library(name: "QLoRAModel", targets: ["QLoRAModel"]),
         .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
         .library(name: "QLoRAOptim", targets: ["QLoRAOptim"]),
         .library(name: "QLoRATrain", targets: ["QLoRATrain"]),
@@ -26,8 +31,10 @@ let package = Package(
         .target(name: "QLoRAKernels", dependencies: ["COpenBLAS", "CQLoRAKernels"]),
         .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels", "CQLoRAKernels", "QLoRAIO"], exclude: ["FORMAT.md"]),
         .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
-        .target(name: "QLoRAConvert", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
-        .target(name: "QLoRAModel", dependencies: ["QLoRAConvert", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
+        // The model: its architecture (ModelShape), frozen weights, LoRA, forward and backward.
+        .target(name: "QLoRAModel", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
+        // The converter, an application pipeline beside the trainer: sources -> NF4 checkpoint.
+        .target(name: "QLoRAConvert", dependencies: ["QLoRAModel", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         // AdamW with its state in pages that spill to an LZ4-compressed mmap file (QLoRAOptim/PageStore.swift).
         .target(name: "QLoRAOptim", dependencies: ["QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "CLZ4"]),
         // The trainer: memory planner and governor, data, the training loop, checkpoints, events.
@@ -55,13 +62,13 @@ let package = Package(
         .target(name: "_TestSupport", dependencies: ["QLoRAIO", "QLoRAKernels"], path: "Tests/_TestSupport"),
         .testTarget(name: "QLoRAKernelsTests", dependencies: ["QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAConvert", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
+        .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",
-            dependencies: ["QLoRAConvert", "quantize", "QLoRAQuant", "QLoRAIO", "_TestSupport"]
+            dependencies: ["QLoRAConvert", "quantize", "QLoRAModel", "QLoRAQuant", "QLoRAIO", "_TestSupport"]
         ),
     ]
 )

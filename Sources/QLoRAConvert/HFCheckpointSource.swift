@@ -2,6 +2,7 @@
 // model.safetensors.index.json when sharded) in F32/F16/BF16, and tokenizer files.
 import Foundation
 import QLoRAIO
+import QLoRAModel
 import QLoRAKernels
 
 public final class HFCheckpointSource: WeightSource {
@@ -32,7 +33,7 @@ public final class HFCheckpointSource: WeightSource {
         let shape = try ModelShape(config: config, path: configPath)
         self.config = config
 
-        let files = try Self.shardFiles(directory: directory)
+        let files = try SafetensorsShards.files(in: directory)
         let everyFile = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).map { directory + "/" + $0 }
         inputPaths = [directory] + Set(everyFile + files).sorted()
         var entries: [String: (SafetensorsFile, SafetensorsTensor)] = [:]
@@ -57,22 +58,6 @@ public final class HFCheckpointSource: WeightSource {
         self.located = located
         let declared = (config["torch_dtype"] as? String) ?? (config["dtype"] as? String)
         outputEncoding = encoding ?? declared.flatMap(FloatEncoding.init(rawValue:)) ?? located["model.embed_tokens.weight"]!.2
-    }
-
-    /// The safetensors files of the checkpoint: those the index names, or every *.safetensors.
-    public static func shardFiles(directory: String) throws -> [String] {
-        let indexPath = directory + "/model.safetensors.index.json"
-        if let data = FileManager.default.contents(atPath: indexPath) {
-            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = object["weight_map"] as? [String: String] else {
-                throw ConvertError.badConfig(path: indexPath, detail: "no 'weight_map' object")
-            }
-            return Set(map.values).sorted().map { directory + "/" + $0 }
-        }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let files = names.filter { $0.hasSuffix(".safetensors") }.sorted().map { directory + "/" + $0 }
-        guard !files.isEmpty else { throw ConvertError.noWeights(path: directory) }
-        return files
     }
 
     public func read(_ tensor: SourceTensor, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) throws {

@@ -3,6 +3,7 @@
 // tensor and row), so any row range can be produced in any order and in parallel.
 import Foundation
 import QLoRAKernels
+import QLoRAModel
 
 public final class SyntheticSource: WeightSource {
     public let origin: String

@@ -3,7 +3,6 @@
 // never exist at once, and optional per-layer gradient checkpointing. All buffers are laid out
 // once for a (batch, seq) shape; a step allocates nothing.
 import CQLoRAKernels
-import QLoRAConvert
 import QLoRAKernels
 
 /// Shape-dependent choices fixed when the model is laid out.

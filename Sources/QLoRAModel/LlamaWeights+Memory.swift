@@ -2,7 +2,6 @@
 // (for the memory planner, read from the headers alone) and the release of a layer's pages after
 // use, so a model larger than the RAM budget streams through the page cache.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 
 /// Bytes of a checkpoint's tensors as mapped from its files.
@@ -25,11 +24,9 @@ extension LlamaWeights {
     public static func mappedBytes(directory: String, layers: Int) throws(ModelError) -> WeightBytes {
         var entries: [(file: Int, tensor: SafetensorsTensor)] = []
         do {
-            for (index, path) in try HFCheckpointSource.shardFiles(directory: directory).enumerated() {
+            for (index, path) in try SafetensorsShards.files(in: directory).enumerated() {
                 entries += try SafetensorsFile(path: path).tensors.map { (index, $0) }
             }
-        } catch let error as ConvertError {
-            throw .config(error)
         } catch {
             throw .file(path: directory, detail: "\(error)")
         }

@@ -3,7 +3,6 @@
 // safetensors. Large matrices stay in the memory-mapped files and are decoded tile by tile;
 // only norms and biases are copied out as Float32.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAKernels
 import QLoRAQuant
@@ -48,7 +47,7 @@ public struct LayerWeights: @unchecked Sendable {
 
 /// Why a model could not be loaded; each names the file or tensor and what to do.
 public enum ModelError: Error, CustomStringConvertible {
-    case config(ConvertError)
+    case config(ModelConfigError)
     case file(path: String, detail: String)
     case tensor(path: String, tensor: String, detail: String)
 
@@ -93,13 +92,11 @@ public final class LlamaWeights: @unchecked Sendable {
         var files: [SafetensorsFile] = []
         var entries: [String: (file: Int, tensor: SafetensorsTensor)] = [:]
         do {
-            for path in try HFCheckpointSource.shardFiles(directory: directory) {
+            for path in try SafetensorsShards.files(in: directory) {
                 let file = try SafetensorsFile(path: path)
                 for tensor in file.tensors { entries[tensor.name] = (files.count, tensor) }
                 files.append(file)
             }
-        } catch let error as ConvertError {
-            throw .config(error)
         } catch {
             throw .file(path: directory, detail: "\(error)")
         }

@@ -1,7 +1,6 @@
 // Every LoRA adapter of a model, their parameters and gradients each in one contiguous arena (so
 // the optimizer sees two flat vectors), PEFT's initialisation and PEFT's tensor names.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAKernels
 

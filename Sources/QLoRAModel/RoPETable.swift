@@ -2,7 +2,6 @@
 // does (`modeling_rope_utils`: `_compute_default_rope_parameters`, `_compute_llama3_parameters`,
 // `_compute_linear_scaling_rope_parameters`; `LlamaRotaryEmbedding.forward`).
 import Foundation
-import QLoRAConvert
 
 public enum RoPETable {
     /// inv_freq[i] = 1 / theta^(2i / D) for i < D/2, then the configured scaling.

@@ -4,7 +4,6 @@
 // changes what is computed except the split of a batch into micro-batches (the same mean loss,
 // summed in another order, and other dropout masks).
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAModel
 import QLoRAOptim

@@ -4,6 +4,7 @@
 import Foundation
 import QLoRAConvert
 import QLoRAIO
+import QLoRAModel
 
 enum ModelPreparation {
     static let quantizedName = "base-model-nf4"

@@ -1,6 +1,5 @@
 // Why a run could not start or go on; each message names the file, flag or step and what to do.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAModel
 import QLoRAOptim

@@ -3,7 +3,6 @@
 // over micro-batches, paged AdamW, metrics, evaluation, checkpoints, and the governor's checks.
 // Resuming, the settings a resume must share and the schedule's length are in Trainer+Resume.swift.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAKernels
 import QLoRAModel

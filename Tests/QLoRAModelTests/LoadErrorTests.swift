@@ -1,6 +1,5 @@
 // Bad model directories and adapters give errors that name the file or tensor, never a crash.
 import Foundation
-import QLoRAConvert
 import QLoRAModel
 import Testing
 import _TestSupport

@@ -1,7 +1,6 @@
 // The whole model against transformers + PEFT (+ bitsandbytes for the NF4 base): logits, loss,
 // every LoRA gradient and a 10-step AdamW loss trajectory, from tools/reference/make_model_fixtures.py.
 import Foundation
-import QLoRAConvert
 import QLoRAKernels
 import QLoRAModel
 import Testing

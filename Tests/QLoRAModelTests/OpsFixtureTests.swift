@@ -1,6 +1,5 @@
 // Each op's forward and backward against PyTorch/transformers on the same inputs
 // (Tests/Fixtures/ops, written by tools/reference/make_model_fixtures.py), and the RoPE tables.
-import QLoRAConvert
 import QLoRAKernels
 import QLoRAModel
 import Testing

@@ -2,7 +2,6 @@
 // reading the same fp32 checkpoint and PEFT adapter. Central differences of its loss check the
 // hand-written backward of LlamaModel.
 import Foundation
-import QLoRAConvert
 import QLoRAIO
 import QLoRAKernels
 import QLoRAModel
