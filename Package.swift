@@ -12,6 +12,7 @@ let package = Package(
         // Every module whose types the public API of another exposes.
         .library(name: "QLoRAKernels", targets: ["QLoRAKernels"]),
         .library(name: "QLoRAIO", targets: ["QLoRAIO"]),
+        .library(name: "QLoRATokenizer", targets: ["QLoRATokenizer"]),
         .library(name: "QLoRAQuant", targets: ["QLoRAQuant"]),
         .library(name: "QLoRAModel", targets: ["QLoRAModel"]),
         .library(name: "QLoRAConvert", targets: ["QLoRAConvert"]),
@@ -31,14 +32,16 @@ let package = Package(
         .target(name: "QLoRAKernels", dependencies: ["COpenBLAS", "CQLoRAKernels"]),
         .target(name: "QLoRAQuant", dependencies: ["QLoRAKernels", "CQLoRAKernels", "QLoRAIO"], exclude: ["FORMAT.md"]),
         .target(name: "QLoRAIO", dependencies: ["QLoRAKernels"]),
+        // tokenizer.json (byte-level and SentencePiece-style BPE) and its export from GGUF metadata.
+        .target(name: "QLoRATokenizer", dependencies: ["QLoRAIO"]),
         // The model: its architecture (ModelShape), frozen weights, LoRA, forward and backward.
         .target(name: "QLoRAModel", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         // The converter, an application pipeline beside the trainer: sources -> NF4 checkpoint.
-        .target(name: "QLoRAConvert", dependencies: ["QLoRAModel", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
+        .target(name: "QLoRAConvert", dependencies: ["QLoRAModel", "QLoRATokenizer", "QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels"]),
         // AdamW with its state in pages that spill to an LZ4-compressed mmap file (QLoRAOptim/PageStore.swift).
         .target(name: "QLoRAOptim", dependencies: ["QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "CLZ4"]),
         // The trainer: memory planner and governor, data, the training loop, checkpoints, events.
-        .target(name: "QLoRATrain", dependencies: ["QLoRAModel", "QLoRAOptim", "QLoRAConvert", "QLoRAIO", "QLoRAKernels"]),
+        .target(name: "QLoRATrain", dependencies: ["QLoRAModel", "QLoRAOptim", "QLoRAConvert", "QLoRATokenizer", "QLoRAIO", "QLoRAKernels"]),
         .executableTarget(
             name: "qlora-train",
             dependencies: ["QLoRATrain", "QLoRAModel", "QLoRAConvert", "QLoRAIO", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -64,8 +67,9 @@ let package = Package(
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "_TestSupport"]),
+        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRATokenizer", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "QLoRATokenizer", "_TestSupport"]),
+        .testTarget(name: "QLoRATokenizerTests", dependencies: ["QLoRATokenizer", "QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",
             dependencies: ["QLoRAConvert", "quantize", "QLoRAModel", "QLoRAQuant", "QLoRAIO", "_TestSupport"]

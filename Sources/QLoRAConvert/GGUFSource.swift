@@ -3,6 +3,7 @@
 // and tokenizer files rebuilt from the metadata.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import QLoRAModel
 import QLoRAKernels
 

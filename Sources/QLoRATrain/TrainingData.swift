@@ -3,6 +3,7 @@
 // of the training rows) and the prompts of the before/after samples.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import QLoRAModel
 
 final class TrainingData {

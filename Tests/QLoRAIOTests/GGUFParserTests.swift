@@ -3,6 +3,7 @@
 // never crash. Plus the reader on a file made by gguf-py's GGUFWriter.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import Testing
 import _TestSupport
 

@@ -5,6 +5,7 @@
 // QLORA_EXTRA_GGUF=path also exports that file's tokenizer (into <QLORA_TOKENIZER_OUT>/extra).
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import Testing
 import _TestSupport
 

@@ -2,6 +2,7 @@
 // kind of bad row with its line, skipping, truncation and the whole-file errors.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import QLoRAModel
 import Testing
 import _TestSupport

@@ -2,6 +2,7 @@
 // (Tests/Fixtures/chat), SmolLM2's tokenizer as a model directory, and temporary JSONL files.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import Testing
 import _TestSupport
 @testable import QLoRATrain

@@ -1,6 +1,7 @@
 // Token ids and labels of a rendered conversation, equal to tokenizing the whole rendered string
 // (as Hugging Face `apply_chat_template(tokenize=True)` does) with the loss on the trained segments.
 import QLoRAIO
+import QLoRATokenizer
 import QLoRAModel
 
 extension ChatFormat {

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import QLoRAIO
+import QLoRATokenizer
 
 /// Reads JSONL data files for a model.
 ///

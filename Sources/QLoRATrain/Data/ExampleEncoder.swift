@@ -2,6 +2,7 @@
 // reading the file, truncation and the trainable-token check (DatasetReader).
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import QLoRAModel
 
 /// Why a row failed: a bad row (reported with its line) or a problem that stops reading the file.

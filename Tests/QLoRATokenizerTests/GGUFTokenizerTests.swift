@@ -2,6 +2,7 @@
 // (fixtures from tools/reference/make_gguf_fixtures.py), and structure checks on a tiny GGUF built here.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import Testing
 import _TestSupport
 

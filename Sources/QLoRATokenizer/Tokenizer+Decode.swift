@@ -1,6 +1,7 @@
 // Decoding ids to text as tokenizers' `Tokenizer::decode` does: ids -> tokens (unknown ids dropped,
 // special added tokens dropped on request), then the decoder chain (tokenizers/src/decoders/*.rs
 // `decode_chain`), then the pieces joined ("" with a decoder, " " without).
+import QLoRAIO
 
 /// One decoder of the chain; every step maps a list of token strings (UTF-8) to a new list.
 enum DecoderStep: Sendable {

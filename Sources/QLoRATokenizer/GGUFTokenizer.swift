@@ -3,6 +3,7 @@
 // with GPT2Tokenizer / LlamaTokenizer). Byte-level BPE ("gpt2") and SentencePiece BPE ("llama") only;
 // unigram ("t5"), Gemma and Phi-3 vocabularies are refused rather than rebuilt wrong.
 import Foundation
+import QLoRAIO
 
 /// Writes the tokenizer a GGUF file describes in Hugging Face's format.
 public enum GGUFTokenizerExport {

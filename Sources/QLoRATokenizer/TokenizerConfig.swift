@@ -1,6 +1,7 @@
 // tokenizer.json -> the tables `Tokenizer` runs on, checking every field it reads (types, ids,
 // merges) and refusing features it does not implement. Field names follow tokenizers' serde
 // serialization (tokenizers 0.23 `Tokenizer::to_str`).
+import QLoRAIO
 
 /// What a tokenizer.json says, in the form `Tokenizer` uses.
 struct TokenizerConfig {

@@ -1,5 +1,6 @@
 // Splitting text on added tokens as tokenizers' AddedVocabulary does (tokenizer/added_vocabulary.rs
 // `find_matches`): leftmost-longest, non-overlapping, with single_word / lstrip / rstrip.
+import QLoRAIO
 
 /// One entry of tokenizer.json `added_tokens`.
 struct AddedToken: Sendable {

@@ -2,6 +2,7 @@
 // GPT-2, Llama-3 and Qwen2 are matched by hand (no regex engine) with Oniguruma's semantics as
 // tokenizers uses it: leftmost match, first alternative wins, greedy with backtracking; \s is
 // Unicode White_Space, \p{L} / \p{N} the general categories L* / N*. Other regexes are refused.
+import QLoRAIO
 
 /// One step of `normalizer` (applied to each piece of text between added tokens).
 enum NormalizerStep: Sendable {

@@ -1,4 +1,5 @@
 // Why a tokenizer.json could not be loaded. Every case names the file; encode and decode never fail.
+import QLoRAIO
 
 /// A tokenizer file that cannot be read, is not valid JSON, or uses a feature `Tokenizer` does not
 /// implement exactly (refused rather than tokenized differently from Hugging Face `tokenizers`).

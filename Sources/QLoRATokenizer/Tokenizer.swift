@@ -3,6 +3,7 @@
 // BPE with byte fallback (Llama-2). Leaves out WordPiece / Unigram / WordLevel models, Unicode
 // normalizers, pair encoding, offsets, truncation and padding: such files are refused at load.
 import Foundation
+import QLoRAIO
 
 /// Text <-> token ids as Hugging Face `tokenizers` computes them from a `tokenizer.json`.
 ///

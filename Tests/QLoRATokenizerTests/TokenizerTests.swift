@@ -3,6 +3,7 @@
 // fallback in Llama-2's legacy and Metaspace layouts), plus refusal of broken and unsupported files.
 import Foundation
 import QLoRAIO
+import QLoRATokenizer
 import Testing
 import _TestSupport
 

@@ -1,6 +1,7 @@
 // The BPE model of Hugging Face tokenizers (tokenizers/src/models/bpe/model.rs `merge_word`,
 // word.rs `merge_all`), integer ids throughout. Leaves out dropout, continuing_subword_prefix and
 // end_of_word_suffix (refused at load) and training.
+import QLoRAIO
 
 /// Byte-pair encoding of one pre-tokenized word.
 struct BPEModel: Sendable {
