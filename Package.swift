@@ -42,17 +42,19 @@ let package = Package(
         .target(name: "QLoRAOptim", dependencies: ["QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "CLZ4"]),
         // The trainer: memory planner and governor, data, the training loop, checkpoints, events.
         .target(name: "QLoRATrain", dependencies: ["QLoRAModel", "QLoRAOptim", "QLoRAConvert", "QLoRATokenizer", "QLoRAIO", "QLoRAKernels"]),
+        // What every command shares: byte sizes, the status line, signals, exit statuses.
+        .target(name: "QLoRACLI"),
         .executableTarget(
             name: "qlora-train",
-            dependencies: ["QLoRATrain", "QLoRAModel", "QLoRAConvert", "QLoRAIO", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["QLoRATrain", "QLoRACLI", "QLoRAModel", "QLoRAConvert", "QLoRAIO", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "quantize",
-            dependencies: ["QLoRAConvert", "QLoRAIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["QLoRAConvert", "QLoRACLI", "QLoRAIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "qlora-eval",
-            dependencies: ["QLoRAModel", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["QLoRAModel", "QLoRACLI", "QLoRAKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks (benchmarks/README.md): release builds only; they refuse to run in debug.
         .target(name: "BenchmarkSupport", dependencies: ["QLoRAKernels"], path: "benchmarks/BenchmarkSupport"),
@@ -67,12 +69,12 @@ let package = Package(
         .testTarget(name: "QLoRAQuantTests", dependencies: ["QLoRAQuant", "QLoRAIO", "QLoRAKernels", "CQLoRAKernels", "_TestSupport"]),
         .testTarget(name: "QLoRAModelTests", dependencies: ["QLoRAModel", "QLoRAKernels", "QLoRAIO", "qlora-eval", "_TestSupport"]),
         .testTarget(name: "QLoRAOptimTests", dependencies: ["QLoRAOptim", "QLoRAModel", "QLoRAIO", "QLoRAKernels", "_TestSupport"]),
-        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRATokenizer", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "_TestSupport"]),
+        .testTarget(name: "QLoRATrainTests", dependencies: ["QLoRATrain", "qlora-train", "QLoRAModel", "QLoRAOptim", "QLoRATokenizer", "QLoRAIO", "QLoRAConvert", "QLoRAKernels", "QLoRACLI", "_TestSupport"]),
         .testTarget(name: "QLoRAIOTests", dependencies: ["QLoRAIO", "QLoRATokenizer", "_TestSupport"]),
         .testTarget(name: "QLoRATokenizerTests", dependencies: ["QLoRATokenizer", "QLoRAIO", "_TestSupport"]),
         .testTarget(
             name: "QLoRAConvertTests",
-            dependencies: ["QLoRAConvert", "quantize", "QLoRAModel", "QLoRAQuant", "QLoRAIO", "_TestSupport"]
+            dependencies: ["QLoRAConvert", "quantize", "QLoRACLI", "QLoRAModel", "QLoRAQuant", "QLoRAIO", "_TestSupport"]
         ),
     ]
 )

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import QLoRAKernels
+import QLoRACLI
 import QLoRAIO
 import QLoRAModel
 import QLoRAOptim
@@ -118,8 +119,6 @@ struct QLoRATrainCommand: ParsableCommand {
     static let maxSeqLen = 262_144
     static let maxRank = 4_096
 
-    /// Exit status of a run that completed but whose peak RSS went over --mem-budget.
-    static let budgetExceededStatus: Int32 = 3
 
     func run() throws {
         do { try BLAS.load() } catch { throw fail(error) }
@@ -140,24 +139,24 @@ struct QLoRATrainCommand: ParsableCommand {
 
     /// A stopped run exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), also
     /// when the signal came after the last step; one whose peak RSS went over the budget with
-    /// `budgetExceededStatus`, saying so; nil: success.
+    /// `ExitStatus.budgetExceeded`, saying so; nil: success.
     static func exitStatus(_ summary: TrainSummary, signal: Int32?) -> Int32? {
         if summary.budgetExceeded {
             let needed = (summary.peakRSSBytes + (1 << 20) - 1) >> 20
             FileHandle.standardError.write(Data(("qlora-train: error: the peak RSS was \(summary.peakRSSBytes >> 10) KiB, over --mem-budget "
                 + "\(summary.budget >> 10) KiB: the outputs are complete, but the budget was not kept; a run like this needs "
                 + "--mem-budget \(needed)MiB or more (and the plan above underestimated it: please report it)\n").utf8))
-            return budgetExceededStatus
+            return ExitStatus.budgetExceeded
         }
         // A signal ends the run early even when only the answers after training were left.
-        if let signal { return 128 + signal }
-        if summary.interrupted { return 128 + SIGINT }
+        if let signal { return ExitStatus.interrupted(by: signal) }
+        if summary.interrupted { return ExitStatus.interrupted(by: SIGINT) }
         return nil
     }
 
     func fail(_ error: Error) -> Error {
-        FileHandle.standardError.write(Data("qlora-train: error: \(error)\n".utf8))
-        return ExitCode(1)
+        printError(command: "qlora-train", error)
+        return ExitCode(ExitStatus.failure)
     }
 }
 

@@ -3,15 +3,15 @@
 // Ctrl-C, which asks the trainer to save and stop (a second Ctrl-C quits at once).
 import Dispatch
 import Foundation
+import QLoRACLI
 import QLoRAIO
 import QLoRATrain
 
 final class TrainTerminal {
     private let budget: Int
-    private let isTerminal = isatty(STDERR_FILENO) != 0
-    private var barShown = false
+    private let line = StatusLine()
+    private var isTerminal: Bool { line.isTerminal }
     private var lastEval: Double?
-    private var lastProgress = Date.distantPast
 
     init(budget: Int) { self.budget = budget }
 
@@ -20,10 +20,8 @@ final class TrainTerminal {
         case .quantizing(let source, let output, nil):
             say("Quantizing \(source) into \(output) (once; later runs reuse it)")
         case .quantizing(_, _, let progress?):
-            if isTerminal {
-                let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
-                bar(String(format: "quantizing %5.1f%%  [%d/%d] %@", fraction * 100, progress.tensorIndex + 1, progress.tensorCount, progress.tensor))
-            }
+            let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
+            line.draw(String(format: "quantizing %5.1f%%  [%d/%d] %@", fraction * 100, progress.tensorIndex + 1, progress.tensorCount, progress.tensor))
         case .dataLoaded(let train, let valid, let validPath):
             say("Data: \(train.description)")
             if let valid { say("Validation (\(validPath)): \(valid.description)") }
@@ -35,10 +33,7 @@ final class TrainTerminal {
             say("Note: \(text)")
         case .progress(let p):
             // At most a few redraws a second: layer passes of a small model come by the hundred.
-            if isTerminal && Date().timeIntervalSince(lastProgress) > 0.2 {
-                lastProgress = Date()
-                bar("step \(p.step): \(p.phase.rawValue) \(p.done)/\(p.total)")
-            }
+            line.draw("step \(p.step): \(p.phase.rawValue) \(p.done)/\(p.total)", interval: 0.2)
         case .sample(let phase, let prompt, let answer):
             say("[\(phase.rawValue) training] \(prompt)\n  -> \(answer.trimmingCharacters(in: .whitespacesAndNewlines))")
         case .step(let m):
@@ -49,7 +44,7 @@ final class TrainTerminal {
                               m.learningRate, m.tokensPerSecond, formatBytes(m.rssBytes), formatBytes(budget), formatSeconds(eta))
             if isTerminal {
                 let width = 20, filled = width * m.step / max(1, m.totalSteps)
-                bar("[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text)
+                line.draw("[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text, force: true)
             } else {
                 FileHandle.standardError.write(Data((text + "\n").utf8))
             }
@@ -74,10 +69,7 @@ final class TrainTerminal {
     }
 
     /// Ends the progress bar's line so the next output starts on its own.
-    func finishLine() {
-        if barShown { FileHandle.standardError.write(Data("\n".utf8)) }
-        barShown = false
-    }
+    func finishLine() { line.finish() }
 
     private func say(_ text: String) {
         finishLine()
@@ -85,35 +77,26 @@ final class TrainTerminal {
         fflush(nil)  // all streams: stdout may be a pipe
     }
 
-    private func bar(_ text: String) {
-        FileHandle.standardError.write(Data(("\r" + text.padding(toLength: 118, withPad: " ", startingAt: 0)).utf8))
-        barShown = true
-    }
 }
 
-/// Set by the first Ctrl-C (or SIGTERM); the trainer then saves a checkpoint and returns.
+/// Set by the first Ctrl-C (or SIGTERM); the trainer then saves the last complete step and returns.
+/// A second signal quits at once.
 final class InterruptFlag: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var received: Int32?
+    private var handler: SignalHandler?
 
     /// The first signal received, if any.
     var signal: Int32? { lock.withLock { received } }
 
     init() {
-        for signalNumber in [SIGINT, SIGTERM] {
-            Glibc.signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [self] in
-                let again = lock.withLock { () -> Bool in
-                    defer { received = received ?? signalNumber }
-                    return received != nil
-                }
-                if again { exit(128 + signalNumber) }
-                FileHandle.standardError.write(Data("\nqlora-train: stopping; the step under way is dropped and the last complete one saved (Ctrl-C again to quit now)\n".utf8))
+        handler = SignalHandler([SIGINT, SIGTERM]) { [self] number in
+            let again = lock.withLock { () -> Bool in
+                defer { received = received ?? number }
+                return received != nil
             }
-            source.resume()
-            sources.append(source)
+            if again { exit(ExitStatus.interrupted(by: number)) }
+            FileHandle.standardError.write(Data("\nqlora-train: stopping; the step under way is dropped and the last complete one saved (Ctrl-C again to quit now)\n".utf8))
         }
     }
 }

@@ -2,6 +2,7 @@
 // or writes a seeded random model of a real architecture's shapes. Thin: flags -> QLoRAConvert.
 import ArgumentParser
 import Foundation
+import QLoRACLI
 import QLoRAConvert
 import QLoRAKernels
 
@@ -37,8 +38,8 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "16-bit dtype of unquantized tensors and of the quantized weights' record (default: the source's; float16 for GGUF).")
     var dtype: FloatEncoding?
 
-    @Option(name: .long, help: "Largest safetensors shard, in bytes (suffixes K, M, G: powers of 1000).")
-    var maxShardSize: String = "50G"
+    @Option(name: .long, help: "Largest safetensors shard: 50GB (decimal, as transformers' max_shard_size), 40GiB (binary), or bytes.")
+    var maxShardSize: String = "50GB"
 
     @Flag(name: .long, help: "Replace an existing output directory.")
     var force = false
@@ -48,7 +49,7 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         if (input == nil) == (synthetic == nil) { throw ValidationError("Pass exactly one of --input or --synthetic.") }
-        if parseByteSize(maxShardSize) == nil { throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size like 5G or 500M.") }
+        if (parseByteSize(maxShardSize) ?? 0) <= 0 { throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size like 5GB or 500MB.") }
     }
 
     func run() throws {
@@ -62,7 +63,12 @@ struct Quantize: ParsableCommand {
         var options = ConvertOptions(output: output)
         options.force = force
         options.maxShardBytes = parseByteSize(maxShardSize)!
-        let cleanup = PartialOutputCleanup(path: Converter.partialDirectory(for: output))
+        let partial = Converter.partialDirectory(for: output)
+        let cleanup = SignalHandler([SIGINT, SIGTERM, SIGHUP]) { signal in
+            try? FileManager.default.removeItem(atPath: partial)
+            FileHandle.standardError.write(Data("\nquantize: interrupted; removed partial output \(partial)\n".utf8))
+            Foundation.exit(ExitStatus.interrupted(by: signal))
+        }
         let bar = ProgressBar()
         do {
             let summary = try Converter.convert(source, options: options) { bar.update($0) }
@@ -72,7 +78,7 @@ struct Quantize: ParsableCommand {
             bar.finish()
             throw fail(error)
         }
-        cleanup.disarm()
+        cleanup.cancel()
     }
 
     func openSource() throws -> WeightSource {
@@ -91,23 +97,9 @@ struct Quantize: ParsableCommand {
     /// Prints the message to stderr and turns it into a non-zero exit.
     func fail(_ error: Error) -> Error {
         if error is ValidationError { return error }
-        FileHandle.standardError.write(Data("quantize: error: \(error)\n".utf8))
-        return ExitCode(1)
+        printError(command: "quantize", error)
+        return ExitCode(ExitStatus.failure)
     }
 }
 
 extension FloatEncoding: ExpressibleByArgument {}
-
-/// "5G", "500M", "123" -> bytes (powers of 1000, as transformers' max_shard_size).
-func parseByteSize(_ text: String) -> Int? {
-    let units: [Character: Int] = ["K": 1_000, "M": 1_000_000, "G": 1_000_000_000]
-    var digits = text.uppercased()
-    if digits.hasSuffix("B") { digits.removeLast() }
-    var multiplier = 1
-    if let last = digits.last, let unit = units[last] {
-        multiplier = unit
-        digits.removeLast()
-    }
-    guard let value = Int(digits), value > 0 else { return nil }
-    return value * multiplier
-}

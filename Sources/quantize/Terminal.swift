@@ -1,32 +1,26 @@
-// Terminal output of `quantize`: the progress bar, the closing summary, and removal of the partial
-// output directory when the run is interrupted.
+// Terminal output of `quantize`: the progress bar and the closing summary.
 import Dispatch
 import Foundation
+import QLoRACLI
 import QLoRAConvert
 import QLoRAIO
 
 /// A one-line progress bar on a terminal (stderr), or a plain line every 10% otherwise.
 final class ProgressBar {
-    private let isTerminal = isatty(STDERR_FILENO) != 0
+    private let line = StatusLine()
     private let start = DispatchTime.now()
-    private var lastDraw: UInt64 = 0
     private var lastTenth = -1
-    private var drawn = false
 
     func update(_ progress: ConvertProgress) {
         let fraction = Double(progress.elementsDone) / Double(max(1, progress.elementsTotal))
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         let eta = fraction > 0.01 ? elapsed / fraction - elapsed : 0
         let label = "[\(progress.tensorIndex + 1)/\(progress.tensorCount)] \(progress.tensor)"
-        if isTerminal {
-            let now = DispatchTime.now().uptimeNanoseconds
-            guard now - lastDraw > 100_000_000 || progress.elementsDone == progress.elementsTotal else { return }
-            lastDraw = now
+        if line.isTerminal {
             let width = 30, filled = Int(fraction * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let line = String(format: "\r[%@] %5.1f%% %@ ETA %@  %@", bar, fraction * 100, formatSeconds(elapsed), formatSeconds(eta), label)
-            FileHandle.standardError.write(Data((line.padding(toLength: 130, withPad: " ", startingAt: 0)).utf8))
-            drawn = true
+            line.draw(String(format: "[%@] %5.1f%% %@ ETA %@  %@", bar, fraction * 100, formatSeconds(elapsed), formatSeconds(eta), label),
+                      force: progress.elementsDone == progress.elementsTotal)
         } else {
             let tenth = Int(fraction * 10)
             guard tenth > lastTenth else { return }
@@ -35,10 +29,7 @@ final class ProgressBar {
         }
     }
 
-    func finish() {
-        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
-        drawn = false
-    }
+    func finish() { line.finish() }
 }
 
 extension ConversionSummary {
@@ -59,28 +50,5 @@ extension ConversionSummary {
         let rate = Double(parameters) / max(seconds, 1e-9) / 1e6
         lines.append(String(format: "time:    %@ (%.1f M params/s)", formatSeconds(seconds), rate))
         return lines.joined(separator: "\n")
-    }
-}
-
-/// Removes the conversion's partial directory on Ctrl-C or SIGTERM, then exits with 128 + signal.
-final class PartialOutputCleanup {
-    private var sources: [DispatchSourceSignal] = []
-
-    init(path: String) {
-        for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                try? FileManager.default.removeItem(atPath: path)
-                FileHandle.standardError.write(Data("\nquantize: interrupted; removed partial output \(path)\n".utf8))
-                exit(128 + signalNumber)
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    func disarm() {
-        for source in sources { source.cancel() }
     }
 }

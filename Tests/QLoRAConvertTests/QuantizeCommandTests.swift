@@ -3,6 +3,7 @@
 // the checkpoint.
 import ArgumentParser
 import Foundation
+import QLoRACLI
 import QLoRAConvert
 import Testing
 @testable import quantize
@@ -20,11 +21,16 @@ struct QuantizeCommandTests {
         #expect(throws: (any Error).self) { _ = try Quantize.parseAsRoot(arguments) }
     }
 
-    @Test func shardSizesParse() {
-        #expect(parseByteSize("5G") == 5_000_000_000)
+    /// One size convention for every command (issue 12: "5G" used to be 5e9 bytes here and 5 GiB in
+    /// --mem-budget): GB is decimal, as transformers' max_shard_size; G and GiB are binary.
+    @Test func shardSizesParse() throws {
+        #expect(parseByteSize("5GB") == 5_000_000_000 && parseByteSize("5G") == 5 << 30 && parseByteSize("5GiB") == 5 << 30)
         #expect(parseByteSize("500MB") == 500_000_000)
         #expect(parseByteSize("123") == 123)
-        #expect(parseByteSize("0") == nil && parseByteSize("-5G") == nil && parseByteSize("G") == nil)
+        #expect(parseByteSize("-5G") == nil && parseByteSize("G") == nil)
+        #expect(throws: (any Error).self) { try Quantize.parseAsRoot(["--synthetic", "llama-7b", "--output", "x", "--max-shard-size", "0"]) }
+        let defaults = try #require(try Quantize.parseAsRoot(["--synthetic", "llama-7b", "--output", "x"]) as? Quantize)
+        #expect(parseByteSize(defaults.maxShardSize) == 50_000_000_000, "transformers' default, 50 GB")
     }
 
     @Test func missingInputFailsWithoutOutput() throws {

@@ -1,6 +1,7 @@
 // The planner: its component sizes are what the model really allocates, its minimum is the true
 // threshold between refusing and fitting, and it trades speed for memory only when it must.
 import Foundation
+import QLoRACLI
 import QLoRAIO
 import QLoRAModel
 import Testing

@@ -2,6 +2,7 @@
 // adapter and metrics it writes, bitwise resume after Ctrl-C and after SIGKILL, the NaN stop, the
 // up-front refusal, and flag validation.
 import Foundation
+import QLoRACLI
 import QLoRAIO
 import QLoRAModel
 import Testing

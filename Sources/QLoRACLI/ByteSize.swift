@@ -1,8 +1,10 @@
-// Byte sizes as budgets are written on the command line.
+// Byte sizes as every command takes them (--mem-budget, --optim-resident-bytes, --max-shard-size):
+// one convention, with the units explicit.
 import Foundation
 
-/// Parses a byte size: "2GiB", "1.5G", "512MiB", "800M", "1048576" (K/M/G/T are binary, as in
-/// `--mem-budget 2GiB`; "GB" is decimal). Nil when it is not a size.
+/// Parses a byte size: "2GiB", "1.5G", "512MiB", "800M", "50GB", "1048576". K, M, G, T and KiB,
+/// MiB, GiB, TiB are binary (2^10 ...); KB, MB, GB, TB are decimal (10^3 ..., transformers'
+/// `max_shard_size`). Nil when it is not a size (or is beyond 8 EiB).
 public func parseByteSize(_ text: String) -> Int? {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     let digits = trimmed.prefix { $0.isNumber || $0 == "." }
