@@ -3,7 +3,6 @@
 // 16-bit. Memory stays at a few tensors' worth: values are read in row chunks, and only one tensor's
 // packed codes are held at a time. The output appears under its final name only when complete.
 import Foundation
-import CQLoRAKernels
 import QLoRAIO
 import QLoRAKernels
 import QLoRAQuant
@@ -171,7 +170,7 @@ public enum Converter {
                 }
             }
             encoding.round(buffers.restored, count: count)
-            qlora_abs_error(buffers.values, buffers.restored, count, &stats.absErrorSum, &stats.maxAbsError)
+            accumulateAbsoluteError(buffers.values, buffers.restored, count: count, sum: &stats.absErrorSum, maximum: &stats.maxAbsError)
             stats.elements += count
             report(tensor.elementCount + rows.upperBound * tensor.rowLength)
         }

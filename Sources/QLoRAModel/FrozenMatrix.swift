@@ -1,7 +1,6 @@
 // A frozen weight matrix in the format it is stored in (NF4 with its block scales, 16-bit or 32-bit
 // floats), decoded to Float32 one tile at a time and never as a whole. The bytes are borrowed:
 // whoever creates a FrozenMatrix keeps them alive (a mapped checkpoint or an owned buffer).
-import CQLoRAKernels
 import QLoRAKernels
 import QLoRAQuant
 
@@ -63,11 +62,11 @@ public struct FrozenMatrix: @unchecked Sendable {
         let width = colRange.count
         switch storage {
         case .nf4DoubleQuant(let packed, let scaleCodes, let nestedScales, let offset, let map, let blockSize):
-            qlora_nf4_decode_tile(out, packed, scaleCodes, nestedScales, offset, map, DoubleQuantizedAbsmax.nestedBlockSize,
-                                  NF4.codePointer, cols, rowRange.lowerBound, rowRange.count, colRange.lowerBound, width, blockSize)
+            let scales = NF4BlockScales.doubleQuantized(codes: scaleCodes, nested: nestedScales, offset: offset, map: map,
+                                                        nestedBlockSize: DoubleQuantizedAbsmax.nestedBlockSize)
+            nf4DecodeTile(out, packed: packed, scales: scales, width: cols, rows: rowRange, cols: colRange, blockSize: blockSize)
         case .nf4(let packed, let scales, let blockSize):
-            qlora_nf4_decode_tile(out, packed, nil, scales, 0, nil, 1, NF4.codePointer, cols,
-                                  rowRange.lowerBound, rowRange.count, colRange.lowerBound, width, blockSize)
+            nf4DecodeTile(out, packed: packed, scales: .plain(scales), width: cols, rows: rowRange, cols: colRange, blockSize: blockSize)
         case .float(let pointer, let encoding):
             for (i, row) in rowRange.enumerated() {
                 encoding.decode(out + i * width, pointer + (row * cols + colRange.lowerBound) * encoding.byteWidth, count: width)

@@ -2,7 +2,6 @@
 // hand-written backward of every op, a cross-entropy computed in row chunks so the (N, V) logits
 // never exist at once, and optional per-layer gradient checkpointing. All buffers are laid out
 // once for a (batch, seq) shape; a step allocates nothing.
-import CQLoRAKernels
 import QLoRAKernels
 
 /// Shape-dependent choices fixed when the model is laid out.
@@ -234,7 +233,7 @@ public final class LlamaModel: @unchecked Sendable {
                          _ context: Context) {
         let w = weights.layers[l]
         frozenMatmulForward(y, x, w[p], rows: dims.N, scratch: tiles)
-        if let bias = w.biases[p] { qlora_add_row_bias(y, bias, dims.N, w[p].rows) }
+        if let bias = w.biases[p] { addRowBias(y, bias, rows: dims.N, cols: w[p].rows) }
         if let adapter = adapters.adapters[l][p] {
             adapter.forward(y, x, saved: activations(l).saved[p]!, rows: dims.N,
                             context: adapterContext(context, layer: l, projection: p))
@@ -261,14 +260,14 @@ public final class LlamaModel: @unchecked Sendable {
                              batch: d.B, seqLen: d.T, heads: d.H, kvHeads: d.Hkv, headDim: d.D)
         }
         project(.o, layer: l, a.mid, a.att, context)
-        qlora_add(a.mid, a.input, d.N * d.C)
+        addInPlace(a.mid, a.input, count: d.N * d.C)
         rmsNormForward(a.ln2, a.rstd2, a.mid, w.mlpNorm, rows: d.N, dim: d.C, eps: eps)
         project(.gate, layer: l, a.gate, a.ln2, context)
         project(.up, layer: l, a.up, a.ln2, context)
         if recompute { return }
         swigluForward(work.hidden, a.gate, a.up, count: d.N * d.F)
         project(.down, layer: l, output, work.hidden, context)
-        qlora_add(output, a.mid, d.N * d.C)
+        addInPlace(output, a.mid, count: d.N * d.C)
     }
 
     /// The lm_head and cross entropy over work.finalNorm, in chunks of rows. In training

@@ -1,7 +1,6 @@
 // LoRA (Hu et al. 2021) as PEFT 0.21 computes it: y = x W^T + scale * (dropout(x) A^T) B^T with
 // A (r, in), B (out, r), scale = alpha / r (alpha / sqrt(r) with rsLoRA). LoRA-FA keeps A frozen and
 // trains only B, so nothing but the r-wide x A^T is needed for the backward.
-import CQLoRAKernels
 import QLoRAKernels
 
 public final class LoRA: LinearAdapter {
@@ -44,7 +43,7 @@ public final class LoRA: LinearAdapter {
     /// dropout(x) into `context.scratch`, or x itself when no dropout applies.
     private func droppedInput(_ x: UnsafePointer<Float>, rows: Int, context: AdapterContext) -> UnsafePointer<Float> {
         guard dropout > 0 && context.training else { return x }
-        qlora_dropout(context.scratch, x, rows * inFeatures, dropout, context.dropoutSeed, 0)
+        QLoRAKernels.dropout(context.scratch, x, count: rows * inFeatures, p: dropout, seed: context.dropoutSeed)
         return UnsafePointer(context.scratch)
     }
 
@@ -76,8 +75,8 @@ public final class LoRA: LinearAdapter {
         if dropout > 0 && context.training {
             let dInput = context.scratch
             BLAS.sgemm(dInput, dxa, a, m: rows, n: inFeatures, k: rank, transposeB: false)
-            qlora_dropout(dInput, dInput, rows * inFeatures, dropout, context.dropoutSeed, 0)
-            qlora_add(dx, dInput, rows * inFeatures)
+            QLoRAKernels.dropout(dInput, dInput, count: rows * inFeatures, p: dropout, seed: context.dropoutSeed)
+            addInPlace(dx, dInput, count: rows * inFeatures)
         } else {
             BLAS.sgemm(dx, dxa, a, m: rows, n: inFeatures, k: rank, transposeB: false, beta: 1)
         }

@@ -3,7 +3,7 @@
 // the others in the spill file. The updating thread evicts (encodes) its victims itself while a
 // worker thread loads the pages it asked for ahead, so the two cores share the paging work. The
 // updating thread only ever touches pages that are ready; the worker only pages it was given.
-import CQLoRAKernels
+import QLoRAKernels
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -291,7 +291,7 @@ final class PageStore: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let slot = spill.slot(victim)
         let (encoding, stored) = evictionCodec.encode(frames + frameIndex * pageBytes, into: slot)
-        let checksum = stored > 0 ? qlora_xxh64(slot, stored, UInt64(victim)) : 0
+        let checksum = stored > 0 ? XXH64.hash(slot, count: stored, seed: UInt64(victim)) : 0
         spill.release(victim)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         condition.lock()
@@ -375,7 +375,7 @@ final class PageStore: @unchecked Sendable {
         try spill.checkCovers(page)
         let slot = spill.slot(page)
         defer { spill.release(page) }
-        let found = qlora_xxh64(slot, storedBytes, UInt64(page))
+        let found = XXH64.hash(slot, count: storedBytes, seed: UInt64(page))
         guard found == checksum else {
             throw .spillCorrupt(directory: spill.directory, page: page, detail: "checksum \(String(found, radix: 16)), expected \(String(checksum, radix: 16))")
         }

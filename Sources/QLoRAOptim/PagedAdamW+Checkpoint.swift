@@ -4,7 +4,6 @@
 // may resume with another page size or budget. Streams page by page: RAM stays within budget.
 import QLoRAIO
 import QLoRAKernels
-import CQLoRAKernels
 
 extension PagedAdamW {
     static let checkpointFormat = "swift-qlora paged AdamW"

@@ -2,7 +2,6 @@
 // trainable ranges of one flat parameter array, with the first and second moments in pages that
 // a resident budget keeps in RAM and the rest in an LZ4-compressed spill file (PageStore).
 // Parameters and gradients stay with the caller; only the optimizer state is paged.
-import CQLoRAKernels
 import QLoRAKernels
 #if canImport(Glibc)
 import Glibc
@@ -158,7 +157,7 @@ public final class PagedAdamW {
     /// does not depend on the page size, and a resumed run clips exactly as the first did).
     public func gradientNorm(_ gradients: UnsafePointer<Float>) -> Double {
         var sum = 0.0
-        for range in trainable { sum += qlora_sum_squares(gradients + range.lowerBound, range.count) }
+        for range in trainable { sum += sumOfSquares(gradients + range.lowerBound, count: range.count) }
         return sum.squareRoot()
     }
 

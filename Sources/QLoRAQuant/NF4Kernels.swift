@@ -44,7 +44,54 @@ public func nf4Dequantize(
 }
 
 /// Scalar twins of the NF4 kernels, written for clarity; tests check the fast paths against them.
+/// The block scales of an NF4 tensor: plain Float32 absmax values, or bnb's double quantization
+/// (8-bit codes into `map`, times a nested Float32 scale per `nestedBlockSize` codes, plus `offset`).
+public enum NF4BlockScales {
+    case plain(UnsafePointer<Float>)
+    case doubleQuantized(codes: UnsafePointer<UInt8>, nested: UnsafePointer<Float>, offset: Float, map: UnsafePointer<Float>, nestedBlockSize: Int)
+}
+
+/// Dequantizes the tile `W[rows, cols]` of an NF4 matrix `width` columns wide (blocks of `blockSize`
+/// over the flattened row-major tensor, so a block may straddle rows) into `out` (rows.count,
+/// cols.count) row-major; block scales are decoded on the fly. Overwrites `out`; the same products
+/// as `nf4Dequantize` (double-quantized scales decoded as `DoubleQuantizedAbsmax.decode`), so
+/// identical bits.
+public func nf4DecodeTile(
+    _ out: UnsafeMutablePointer<Float>, packed: UnsafePointer<UInt8>, scales: NF4BlockScales, width: Int,
+    rows: Range<Int>, cols: Range<Int>, blockSize: Int
+) {
+    precondition(rows.lowerBound >= 0 && cols.lowerBound >= 0 && cols.upperBound <= width && blockSize > 0 && blockSize % 2 == 0)
+    switch scales {
+    case .plain(let absmax):
+        qlora_nf4_decode_tile(out, packed, nil, absmax, 0, nil, 1, NF4.codePointer, width, rows.lowerBound, rows.count,
+                              cols.lowerBound, cols.count, blockSize)
+    case .doubleQuantized(let codes, let nested, let offset, let map, let nestedBlockSize):
+        precondition(nestedBlockSize > 0)
+        qlora_nf4_decode_tile(out, packed, codes, nested, offset, map, nestedBlockSize, NF4.codePointer, width, rows.lowerBound,
+                              rows.count, cols.lowerBound, cols.count, blockSize)
+    }
+}
+
 extension Reference {
+    /// Scalar twin of `nf4DecodeTile`: each element on its own, its block's scale decoded for it.
+    public static func nf4DecodeTile(
+        _ out: UnsafeMutablePointer<Float>, packed: UnsafePointer<UInt8>, scales: NF4BlockScales, width: Int,
+        rows: Range<Int>, cols: Range<Int>, blockSize: Int
+    ) {
+        for (r, row) in rows.enumerated() {
+            for (c, col) in cols.enumerated() {
+                let i = row * width + col, block = i / blockSize
+                let scale: Float = switch scales {
+                case .plain(let absmax): absmax[block]
+                case .doubleQuantized(let codes, let nested, let offset, let map, let nestedBlockSize):
+                    map[Int(codes[block])] * nested[block / nestedBlockSize] + offset
+                }
+                let byte = packed[i / 2]
+                out[r * cols.count + c] = NF4.code[Int(i % 2 == 0 ? byte >> 4 : byte & 15)] * scale
+            }
+        }
+    }
+
     /// Scalar twin of `nf4Quantize`.
     @discardableResult
     public static func nf4Quantize(

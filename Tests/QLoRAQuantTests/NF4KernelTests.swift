@@ -16,6 +16,30 @@ struct NF4KernelTests {
         }
     }
 
+    /// Tiles of matrices whose width is no multiple of the block (blocks straddle rows), with plain
+    /// and double-quantized scales, equal the scalar twin bit for bit.
+    @Test(arguments: [(3, 7), (5, 176), (4, 64), (9, 65), (2, 300)], [false, true])
+    func decodedTilesEqualReference(shape: (rows: Int, width: Int), doubleQuantized: Bool) {
+        let count = shape.rows * shape.width, blockSize = 64, blocks = (count + blockSize - 1) / blockSize
+        let input = Self.normals(count, seed: UInt64(count))
+        var packed = [UInt8](repeating: 0, count: (count + 1) / 2), absmax = [Float](repeating: 0, count: blocks)
+        nf4Quantize(&packed, &absmax, input, count: count, blockSize: blockSize)
+        var random = SplitMix64(seed: 3)
+        let codes = (0..<blocks).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let map = (0..<256).map { Float($0) / 255 }, nested = Self.normals((blocks + 255) / 256, seed: 9).map(abs)
+        for (rows, cols) in [(0..<shape.rows, 0..<shape.width), (1..<shape.rows, 1..<shape.width), (shape.rows - 1..<shape.rows, shape.width / 2..<shape.width)] {
+            var tile = [Float](repeating: .nan, count: rows.count * cols.count), expected = tile
+            absmax.withUnsafeBufferPointer { a in codes.withUnsafeBufferPointer { c in nested.withUnsafeBufferPointer { n in map.withUnsafeBufferPointer { m in
+                let scales: NF4BlockScales = doubleQuantized
+                    ? .doubleQuantized(codes: c.baseAddress!, nested: n.baseAddress!, offset: 0.0123, map: m.baseAddress!, nestedBlockSize: 256)
+                    : .plain(a.baseAddress!)
+                nf4DecodeTile(&tile, packed: packed, scales: scales, width: shape.width, rows: rows, cols: cols, blockSize: blockSize)
+                Reference.nf4DecodeTile(&expected, packed: packed, scales: scales, width: shape.width, rows: rows, cols: cols, blockSize: blockSize)
+            } } } }
+            #expect(tile.map(\.bitPattern) == expected.map(\.bitPattern), "\(shape) rows \(rows) cols \(cols)")
+        }
+    }
+
     @Test(arguments: tailSizes, [64, 128])
     func simdQuantizeEqualsReference(count: Int, blockSize: Int) {
         let input = Self.normals(count, seed: UInt64(count * 31 + blockSize))
